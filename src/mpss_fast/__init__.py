@@ -1,0 +1,46 @@
+"""mpss_fast: Multi-Path Secret Sharing for QKD key relay.
+
+A (k, n) threshold share engine over GF(2^8) with native (Cython + C) and pure-Python
+backends that give byte-identical results. The backend is chosen at import from
+``MPSS_FAST_BACKEND`` (``auto``, ``native`` or ``pure``) and named by :data:`BACKEND`.
+"""
+
+from ._backend import kernels as _kernels
+from ._gf256 import POLY_AES, POLY_GFSHARE
+from ._validate import MAX_SECRET_BYTES, MAX_SHARES
+from .engine import Engine
+from .exceptions import BackendError, InputTypeError, MpssError, ParameterError, ShareError
+
+__version__ = "0.1.0"
+
+BACKEND: str = _kernels.NAME
+"""The backend behind the module-level functions: "native" or "pure"."""
+
+_engine = Engine(_kernels=_kernels)
+split = _engine.split
+combine = _engine.combine
+split_array = _engine.split_array
+combine_array = _engine.combine_array
+xor = _engine.xor
+xor_into = _engine.xor_into
+
+__all__ = [
+    "BACKEND",
+    "MAX_SECRET_BYTES",
+    "MAX_SHARES",
+    "POLY_AES",
+    "POLY_GFSHARE",
+    "BackendError",
+    "Engine",
+    "InputTypeError",
+    "MpssError",
+    "ParameterError",
+    "ShareError",
+    "__version__",
+    "combine",
+    "combine_array",
+    "split",
+    "split_array",
+    "xor",
+    "xor_into",
+]

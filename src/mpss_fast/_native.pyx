@@ -1,0 +1,157 @@
+"""Native kernels (Cython + C): the same contract as ``_pure``.
+
+Thin wrappers over the C kernels in ``csrc/``: they take raw pointers from validated
+buffers and run the kernel with the GIL released. The table tier (``csrc/mpss_table.c``)
+builds, once per call, the 256-byte product rows of every public constant (powers of
+the x coordinates, Lagrange weights) from the log/antilog tables, then makes one fused
+pass: each input byte read once, each output byte written once, one row lookup per
+multiply. Row lookups are indexed by data bytes, so this tier is NOT constant time
+(docs/security.md).
+
+Inputs have been validated by ``_validate``: 1-D ``'B'`` views of equal length >= 1.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint8_t
+from libc.stdlib cimport free, malloc
+
+NAME = "native"
+
+
+cdef extern from "mpss_gf256.h" nogil:
+    ctypedef struct mpss_gf256_field:
+        pass
+    void mpss_gf256_init()
+    const mpss_gf256_field *mpss_gf256_field_for(int poly)
+    uint8_t mpss_gf256_mul(const mpss_gf256_field *f, uint8_t a, uint8_t b)
+    uint8_t mpss_gf256_inv(const mpss_gf256_field *f, uint8_t a)
+    void mpss_gf256_mul_row(const mpss_gf256_field *f, uint8_t c, uint8_t *row)
+
+cdef extern from "mpss_table.h" nogil:
+    int mpss_table_eval(const mpss_gf256_field *f, const uint8_t *secret, const uint8_t * const *coeffs,
+                        size_t m, const uint8_t *xs, uint8_t * const *outs, size_t n, size_t length)
+    int mpss_table_interpolate(const mpss_gf256_field *f, const uint8_t *xs, const uint8_t * const *ys,
+                               size_t count, uint8_t *out, size_t length)
+
+cdef extern from "mpss_xor.h" nogil:
+    void mpss_xor(const uint8_t *a, const uint8_t *b, uint8_t *out, size_t length)
+
+mpss_gf256_init()
+
+# Bytes processed per block: all n outputs of one block stay in L1/L2 while its inputs are hot.
+
+cdef const mpss_gf256_field *_field(int poly) except NULL:
+    cdef const mpss_gf256_field *f = mpss_gf256_field_for(poly)
+    if f == NULL:
+        # Unreachable through the public API (poly is validated first).
+        raise ValueError(f"unsupported polynomial {poly:#x}")
+    return f
+
+
+def gf_mul(int poly, int a, int b):
+    """a * b in GF(2^8) modulo ``poly``."""
+    return mpss_gf256_mul(_field(poly), <uint8_t>a, <uint8_t>b)
+
+
+def gf_inv(int poly, int a):
+    """Inverse of the non-zero ``a``."""
+    if a == 0:
+        raise ZeroDivisionError("0 has no inverse in GF(2^8)")
+    return mpss_gf256_inv(_field(poly), <uint8_t>a)
+
+
+cdef class _FreshBytes:
+    """A writable buffer over a bytes object that nobody else has seen yet."""
+    cdef bytes target
+    cdef Py_ssize_t shape[1]
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        self.shape[0] = len(self.target)
+        view.buf = PyBytes_AS_STRING(self.target)
+        view.obj = self
+        view.len = self.shape[0]
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = "B"
+        view.ndim = 1
+        view.shape = self.shape
+        view.strides = NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+
+def new_bytes(Py_ssize_t length):
+    """(obj, view): a new ``bytes`` of ``length`` and a writable view to fill it before it is shared.
+
+    Filling the result in place saves the zeroing and the copy of a bytearray round trip.
+    """
+    cdef bytes obj = PyBytes_FromStringAndSize(NULL, length)
+    cdef _FreshBytes holder = _FreshBytes()
+    holder.target = obj
+    return obj, memoryview(holder)
+
+
+cdef class _Pointers:
+    """Raw pointers into a list of buffers, holding a buffer export on each so none can move."""
+    cdef uint8_t **ptrs
+    cdef Py_ssize_t count
+    cdef list views
+
+    def __cinit__(self, buffers, bint writable):
+        cdef Py_ssize_t i
+        cdef const uint8_t[::1] ro
+        cdef uint8_t[::1] rw
+        self.count = len(buffers)
+        self.views = []
+        self.ptrs = <uint8_t **>malloc(max(self.count, 1) * sizeof(uint8_t *))
+        if self.ptrs == NULL:
+            raise MemoryError()
+        for i in range(self.count):
+            view = memoryview(buffers[i])
+            self.views.append(view)
+            if writable:
+                rw = view
+                self.ptrs[i] = &rw[0]
+            else:
+                ro = view
+                self.ptrs[i] = <uint8_t *>&ro[0]
+
+    def __dealloc__(self):
+        free(self.ptrs)
+
+
+def eval_shares(int poly, const uint8_t[::1] secret, coeffs, const uint8_t[::1] xs, outs):
+    """outs[i] = secret + sum_j coeffs[j] * xs[i]^(j+1), byte by byte."""
+    cdef const mpss_gf256_field *f = _field(poly)
+    cdef _Pointers c = _Pointers(coeffs, False)
+    cdef _Pointers o = _Pointers(outs, True)
+    cdef int rc
+    with nogil:
+        rc = mpss_table_eval(f, &secret[0], <const uint8_t * const *>c.ptrs, <size_t>c.count,
+                             &xs[0], o.ptrs, <size_t>o.count, <size_t>secret.shape[0])
+    if rc != 0:
+        raise MemoryError()
+
+
+def interpolate(int poly, const uint8_t[::1] xs, ys, uint8_t[::1] out):
+    """out = sum_i w_i * ys[i], the Lagrange interpolation of the points at x = 0."""
+    cdef const mpss_gf256_field *f = _field(poly)
+    cdef _Pointers y = _Pointers(ys, False)
+    cdef int rc
+    with nogil:
+        rc = mpss_table_interpolate(f, &xs[0], <const uint8_t * const *>y.ptrs, <size_t>y.count,
+                                    &out[0], <size_t>out.shape[0])
+    if rc != 0:
+        raise MemoryError()
+
+
+def xor(const uint8_t[::1] a, const uint8_t[::1] b, uint8_t[::1] out):
+    """out = a ^ b; out may be a or b itself."""
+    cdef Py_ssize_t length = out.shape[0]
+    if length == 0:
+        return
+    with nogil:
+        mpss_xor(&a[0], &b[0], &out[0], <size_t>length)

@@ -1,0 +1,80 @@
+"""Pure-Python kernels: the reference backend, same contract as ``_native``.
+
+Whole-buffer operations only: a multiply by a public constant is one
+``bytes.translate`` with that constant's product row, additions are numpy XORs.
+``translate`` indexes a table with secret bytes, so this backend is NOT constant
+time (docs/security.md).
+
+Inputs have been validated by ``_validate``: 1-D ``'B'`` views of equal length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import _gf256
+
+NAME = "pure"
+
+
+def gf_mul(poly: int, a: int, b: int) -> int:
+    """a * b in GF(2^8) modulo ``poly``."""
+    return _gf256.mul(poly, a, b)
+
+
+def gf_inv(poly: int, a: int) -> int:
+    """Inverse of the non-zero ``a``."""
+    return _gf256.inv(poly, a)
+
+
+def _as_bytes(view: memoryview) -> bytes | bytearray:
+    obj = view.obj
+    if isinstance(obj, (bytes, bytearray)) and len(obj) == view.nbytes:
+        return obj
+    return view.tobytes()
+
+
+def new_bytes(length: int) -> tuple[bytearray, memoryview]:
+    """(obj, view): a zeroed buffer of ``length`` and a writable view of it."""
+    obj = bytearray(length)
+    return obj, memoryview(obj)
+
+
+def eval_shares(
+    poly: int,
+    secret: memoryview,
+    coeffs: Sequence[memoryview],
+    xs: bytes,
+    outs: Sequence[memoryview],
+) -> None:
+    """outs[i] = secret + sum_j coeffs[j] * xs[i]^(j+1), byte by byte."""
+    secret_arr = np.frombuffer(secret, dtype=np.uint8)
+    coeff_bytes = [_as_bytes(c) for c in coeffs]
+    for x, out in zip(xs, outs):
+        acc = np.frombuffer(out, dtype=np.uint8)
+        acc[:] = secret_arr
+        for c, p in zip(coeff_bytes, _gf256.powers(poly, x, len(coeff_bytes))):
+            term = np.frombuffer(c.translate(_gf256.mul_row(poly, p)), dtype=np.uint8)
+            np.bitwise_xor(acc, term, out=acc)
+
+
+def interpolate(poly: int, xs: bytes, ys: Sequence[memoryview], out: memoryview) -> None:
+    """out = sum_i w_i * ys[i], the Lagrange interpolation of the points at x = 0."""
+    acc = np.frombuffer(out, dtype=np.uint8)
+    for i, (y, w) in enumerate(zip(ys, _gf256.lagrange_weights(poly, bytes(xs)))):
+        term = np.frombuffer(_as_bytes(y).translate(_gf256.mul_row(poly, w)), dtype=np.uint8)
+        if i == 0:
+            acc[:] = term
+        else:
+            np.bitwise_xor(acc, term, out=acc)
+
+
+def xor(a: memoryview, b: memoryview, out: memoryview) -> None:
+    """out = a ^ b; out may be a or b itself."""
+    np.bitwise_xor(
+        np.frombuffer(a, dtype=np.uint8),
+        np.frombuffer(b, dtype=np.uint8),
+        out=np.frombuffer(out, dtype=np.uint8),
+    )

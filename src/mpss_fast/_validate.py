@@ -1,0 +1,188 @@
+"""Every argument check, in one place, run before any kernel.
+
+Both backends receive only what passes here: 1-D ``memoryview``s of format ``'B'``,
+equal lengths, valid field parameters. Messages name the parameter and never echo
+buffer contents.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from ._gf256 import POLYS
+from .exceptions import InputTypeError, ParameterError, ShareError
+
+MAX_SHARES = 255
+MAX_SECRET_BYTES = 1 << 30  # 1 GiB
+_BYTE_FORMATS = frozenset({"B", "b", "c"})
+
+
+def check_int(value: Any, name: str) -> int:
+    """An integer (``bool`` excluded; numpy integers accepted)."""
+    if isinstance(value, bool):
+        raise InputTypeError(f"{name} must be an int, not bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise InputTypeError(f"{name} must be an int, not {type(value).__name__}") from None
+
+
+def check_poly(poly: Any) -> int:
+    poly = check_int(poly, "poly")
+    if poly not in POLYS:
+        raise ParameterError(f"poly must be 0x11B or 0x11D, not {poly:#x}")
+    return poly
+
+
+def check_k_n(k: Any, n: Any) -> tuple[int, int]:
+    k = check_int(k, "k")
+    n = check_int(n, "n")
+    if not 2 <= n <= MAX_SHARES:
+        raise ParameterError(f"n must be in 2..{MAX_SHARES}, not {n}")
+    if not 2 <= k <= MAX_SHARES:
+        raise ParameterError(f"k must be in 2..{MAX_SHARES}, not {k}")
+    if k > n:
+        raise ParameterError(f"k ({k}) must not exceed n ({n})")
+    return k, n
+
+
+def check_xs(xs: Any, count: int, name: str = "xs", error: type[ParameterError] = ParameterError) -> bytes:
+    """``count`` distinct x coordinates in 1..255, as bytes."""
+    if isinstance(xs, str) or not isinstance(xs, Iterable):
+        raise InputTypeError(f"{name} must be a sequence of ints, not {type(xs).__name__}")
+    values = [check_int(x, name + " item") for x in xs]
+    if len(values) != count:
+        raise error(f"{name} must have {count} entries, not {len(values)}")
+    for x in values:
+        if not 1 <= x <= 255:
+            raise error(f"{name} entries must be in 1..255, not {x}")
+    if len(set(values)) != len(values):
+        dup = sorted({x for x in values if values.count(x) > 1})
+        raise error(f"{name} must be distinct; repeated: {dup}")
+    return bytes(values)
+
+
+def as_bytes_view(obj: Any, name: str) -> memoryview:
+    """A read-only 1-D ``'B'`` view of a C-contiguous bytes-like object."""
+    if isinstance(obj, str):
+        raise InputTypeError(f"{name} must be bytes-like, not str (encode it first)")
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        raise InputTypeError(f"{name} must be a bytes-like object, not {type(obj).__name__}") from None
+    if view.itemsize != 1 or view.format not in _BYTE_FORMATS:
+        raise InputTypeError(f"{name} must hold single bytes (uint8), not items of format {view.format!r}")
+    if not view.c_contiguous:
+        raise ParameterError(f"{name} must be C-contiguous")
+    if view.ndim != 1 or view.format != "B":
+        view = view.cast("B")
+    return view
+
+
+def as_output_view(obj: Any, name: str, length: int) -> memoryview:
+    """A writable 1-D ``'B'`` view of exactly ``length`` bytes."""
+    view = as_bytes_view(obj, name)
+    if view.readonly:
+        raise ParameterError(f"{name} must be writable")
+    if view.nbytes != length:
+        raise ParameterError(f"{name} must be {length} bytes long, not {view.nbytes}")
+    return view
+
+
+def _address_range(view: memoryview) -> tuple[int, int]:
+    start = np.frombuffer(view, dtype=np.uint8).__array_interface__["data"][0]
+    return start, start + view.nbytes
+
+
+def check_no_partial_overlap(out: memoryview, inputs: dict[str, memoryview]) -> None:
+    """``out`` may be exactly an input (in-place) but must not otherwise overlap one."""
+    if out.nbytes == 0:
+        return
+    o_start, o_end = _address_range(out)
+    for name, view in inputs.items():
+        if view.nbytes == 0:
+            continue
+        i_start, i_end = _address_range(view)
+        if i_start < o_end and o_start < i_end and (i_start, i_end) != (o_start, o_end):
+            raise ParameterError(f"out partially overlaps {name}; use the same buffer or a disjoint one")
+
+
+def check_secret_length(length: int, name: str = "secret") -> None:
+    if length == 0:
+        raise ParameterError(f"{name} must not be empty")
+    if length > MAX_SECRET_BYTES:
+        raise ParameterError(f"{name} is {length} bytes; the limit is {MAX_SECRET_BYTES} (1 GiB)")
+
+
+def check_rng(rng: Any) -> Callable[[int], Any] | None:
+    if rng is not None and not callable(rng):
+        raise InputTypeError(f"rng must be a callable rng(nbytes) -> bytes, not {type(rng).__name__}")
+    return rng
+
+
+def rng_output(raw: Any, nbytes: int) -> memoryview:
+    """Check what an injected ``rng(nbytes)`` returned."""
+    view = as_bytes_view(raw, "rng() result")
+    if view.nbytes != nbytes:
+        raise ParameterError(f"rng({nbytes}) returned {view.nbytes} bytes")
+    return view
+
+
+def check_shares(shares: Any) -> tuple[bytes, list[memoryview]]:
+    """Shares in the ``x || y`` layout: (xs, list of y views). At least 2, distinct non-zero x, equal length."""
+    if isinstance(shares, (str, bytes, bytearray, memoryview)) or not isinstance(shares, Iterable):
+        raise InputTypeError(f"shares must be a sequence of bytes-like shares, not {type(shares).__name__}")
+    views = [as_bytes_view(s, f"shares[{i}]") for i, s in enumerate(shares)]
+    if len(views) < 2:
+        raise ShareError(f"need at least 2 shares to combine, got {len(views)}")
+    if len(views) > MAX_SHARES:
+        raise ShareError(f"at most {MAX_SHARES} shares can be combined, got {len(views)}")
+    length = views[0].nbytes
+    for i, v in enumerate(views):
+        if v.nbytes < 2:
+            raise ShareError(f"shares[{i}] is {v.nbytes} bytes; a share is 1 index byte plus at least 1 data byte")
+        if v.nbytes != length:
+            raise ShareError(f"shares have unequal lengths: shares[0] is {length} bytes, shares[{i}] is {v.nbytes}")
+    xs = bytes(v[0] for v in views)
+    if 0 in xs:
+        raise ShareError(f"shares[{xs.index(0)}] has index x = 0, which would be the secret itself")
+    if len(set(xs)) != len(xs):
+        dup = sorted({x for x in xs if xs.count(x) > 1})
+        raise ShareError(f"shares have duplicate index x: {dup}")
+    return xs, [v[1:] for v in views]
+
+
+def check_array(arr: Any, name: str, ndim: int) -> np.ndarray:
+    """A C-contiguous uint8 numpy array with ``ndim`` dimensions, none of them zero."""
+    if not isinstance(arr, np.ndarray):
+        raise InputTypeError(f"{name} must be a numpy.ndarray of uint8, not {type(arr).__name__}")
+    if arr.dtype != np.uint8:
+        raise InputTypeError(f"{name} must have dtype uint8, not {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ParameterError(f"{name} must have {ndim} dimensions, not {arr.ndim} (shape {arr.shape})")
+    if not arr.flags.c_contiguous:
+        raise ParameterError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
+    if 0 in arr.shape:
+        raise ParameterError(f"{name} must not be empty (shape {arr.shape})")
+    return arr
+
+
+def check_out_array(out: Any, shape: tuple[int, ...], inputs: dict[str, np.ndarray]) -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        raise InputTypeError(f"out must be a numpy.ndarray of uint8, not {type(out).__name__}")
+    if out.dtype != np.uint8:
+        raise InputTypeError(f"out must have dtype uint8, not {out.dtype}")
+    if out.shape != shape:
+        raise ParameterError(f"out must have shape {shape}, not {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ParameterError("out must be C-contiguous")
+    if not out.flags.writeable:
+        raise ParameterError("out must be writable")
+    for name, arr in inputs.items():
+        if np.may_share_memory(out, arr):
+            raise ParameterError(f"out must not share memory with {name}")
+    return out

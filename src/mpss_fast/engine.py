@@ -1,0 +1,213 @@
+"""The share API (split, combine, their bulk forms, XOR) bound to one kernel backend.
+
+The module-level functions of :mod:`mpss_fast` are the methods of an :class:`Engine`
+on the backend chosen by ``MPSS_FAST_BACKEND``. Build an ``Engine("pure")`` or
+``Engine("native")`` yourself to use or compare a specific backend in one process.
+
+Everything that is not byte arithmetic happens here, identically for both backends:
+argument checks (``_validate``), x coordinates, drawing the random coefficients and
+slicing the work into chunks. The kernels only compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import _backend, _validate
+from ._gf256 import POLY_AES
+from ._random import SLACK, fill_random
+
+Rng = Callable[[int], Any]
+"""An injected randomness source: ``rng(nbytes)`` returns exactly ``nbytes`` bytes."""
+
+COEFF_CHUNK_BYTES = 4 << 20
+"""Coefficient bytes drawn per randomness call, which bounds memory for large secrets."""
+
+
+def chunk_length(k: int) -> int:
+    """Secret bytes per chunk for threshold ``k``.
+
+    The secret is shared chunk by chunk; for each chunk of ``size`` bytes the engine
+    draws ``(k-1)*size`` random bytes at once, coefficient j of byte t being byte
+    ``j*size + t`` of that draw. An injected ``rng`` sees exactly these calls, on every
+    backend, which is what makes results byte-identical across backends.
+    """
+    return max(1, COEFF_CHUNK_BYTES // (k - 1))
+
+
+def _as_bytes(obj: bytes | bytearray) -> bytes:
+    return obj if type(obj) is bytes else bytes(obj)
+
+
+class Engine:
+    """Threshold secret sharing over GF(2^8) on one backend ("native" or "pure")."""
+
+    def __init__(self, backend: str | None = None, *, _kernels: ModuleType | None = None) -> None:
+        self._kernels = _kernels if _kernels is not None else _backend.load(backend or "")
+        self.backend: str = self._kernels.NAME
+
+    def __repr__(self) -> str:
+        return f"Engine({self.backend!r})"
+
+    # -- single secret -------------------------------------------------------------
+
+    def split(
+        self,
+        secret: Any,
+        k: int,
+        n: int,
+        *,
+        poly: int = POLY_AES,
+        xs: Iterable[int] | None = None,
+        rng: Rng | None = None,
+    ) -> list[bytes]:
+        """Split ``secret`` into ``n`` shares, any ``k`` of which rebuild it.
+
+        Each share is ``bytes([x]) + y`` (the draft-mcgrew-tss layout) with ``x`` from
+        ``xs`` (default 1..n). ``rng(nbytes) -> bytes`` replaces the CSPRNG, for tests.
+        """
+        k, n = _validate.check_k_n(k, n)
+        poly = _validate.check_poly(poly)
+        xs_b = bytes(range(1, n + 1)) if xs is None else _validate.check_xs(xs, n)
+        rng = _validate.check_rng(rng)
+        view = _validate.as_bytes_view(secret, "secret")
+        _validate.check_secret_length(view.nbytes)
+        shares = [self._kernels.new_bytes(view.nbytes + 1) for _ in range(n)]
+        for (_, share_view), x in zip(shares, xs_b):
+            share_view[0] = x
+        self._split_views(view, k, poly, xs_b, [v[1:] for _, v in shares], rng)
+        return [_as_bytes(obj) for obj, _ in shares]
+
+    def combine(self, shares: Iterable[Any], *, poly: int = POLY_AES) -> bytes:
+        """Rebuild the secret from shares in the ``x || y`` layout (Lagrange at x = 0).
+
+        All given shares are used; at least 2 are required. Shares of another
+        secret, or too few of them, give a wrong result, not an error: the layout
+        carries no threshold and no checksum.
+        """
+        poly = _validate.check_poly(poly)
+        xs_b, ys = _validate.check_shares(shares)
+        out, out_view = self._kernels.new_bytes(ys[0].nbytes)
+        self._kernels.interpolate(poly, xs_b, ys, out_view)
+        return _as_bytes(out)
+
+    # -- many secrets in one call ----------------------------------------------------
+
+    def split_array(
+        self,
+        secrets: np.ndarray,
+        k: int,
+        n: int,
+        *,
+        poly: int = POLY_AES,
+        xs: Iterable[int] | None = None,
+        out: np.ndarray | None = None,
+        rng: Rng | None = None,
+    ) -> np.ndarray:
+        """Split ``m`` secrets of ``L`` bytes (a C-contiguous uint8 array ``(m, L)``) at once.
+
+        Returns shares of shape ``(n, m, L)``: ``result[i, r]`` is row r's share at
+        ``xs[i]`` (default 1..n), without the index byte. The bytes are exactly those of
+        ``split(secrets.tobytes(), ...)`` given the same ``rng``.
+        """
+        k, n = _validate.check_k_n(k, n)
+        poly = _validate.check_poly(poly)
+        xs_b = bytes(range(1, n + 1)) if xs is None else _validate.check_xs(xs, n)
+        rng = _validate.check_rng(rng)
+        secrets = _validate.check_array(secrets, "secrets", 2)
+        _validate.check_secret_length(secrets.nbytes, "secrets")
+        shape = (n, *secrets.shape)
+        if out is None:
+            out = np.empty(shape, dtype=np.uint8)
+        else:
+            out = _validate.check_out_array(out, shape, {"secrets": secrets})
+        outs = [memoryview(out[i]).cast("B") for i in range(n)]
+        self._split_views(memoryview(secrets).cast("B"), k, poly, xs_b, outs, rng)
+        return out
+
+    def combine_array(
+        self,
+        shares: np.ndarray,
+        xs: Sequence[int],
+        *,
+        poly: int = POLY_AES,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Rebuild ``m`` secrets from ``j >= 2`` share rows of shape ``(j, m, L)`` taken at ``xs``."""
+        poly = _validate.check_poly(poly)
+        shares = _validate.check_array(shares, "shares", 3)
+        j = shares.shape[0]
+        if j < 2:
+            raise _validate.ShareError(f"need at least 2 share rows to combine, got {j}")
+        xs_b = _validate.check_xs(xs, j, error=_validate.ShareError)
+        shape = shares.shape[1:]
+        if out is None:
+            out = np.empty(shape, dtype=np.uint8)
+        else:
+            out = _validate.check_out_array(out, shape, {"shares": shares})
+        ys = [memoryview(shares[i]).cast("B") for i in range(j)]
+        self._kernels.interpolate(poly, xs_b, ys, memoryview(out).cast("B"))
+        return out
+
+    # -- one-time pad -----------------------------------------------------------------
+
+    def xor(self, a: Any, b: Any) -> bytes:
+        """``a XOR b`` for two bytes-like objects of equal length."""
+        va, vb = self._xor_inputs(a, b)
+        out, out_view = self._kernels.new_bytes(va.nbytes)
+        self._kernels.xor(va, vb, out_view)
+        return _as_bytes(out)
+
+    def xor_into(self, a: Any, b: Any, out: Any) -> int:
+        """Write ``a XOR b`` into the writable buffer ``out``; returns the bytes written.
+
+        ``out`` may be ``a`` or ``b`` itself (in place) but must not partly overlap them.
+        """
+        va, vb = self._xor_inputs(a, b)
+        vo = _validate.as_output_view(out, "out", va.nbytes)
+        _validate.check_no_partial_overlap(vo, {"a": va, "b": vb})
+        self._kernels.xor(va, vb, vo)
+        return va.nbytes
+
+    # -- internals ----------------------------------------------------------------------
+
+    @staticmethod
+    def _xor_inputs(a: Any, b: Any) -> tuple[memoryview, memoryview]:
+        va = _validate.as_bytes_view(a, "a")
+        vb = _validate.as_bytes_view(b, "b")
+        if va.nbytes != vb.nbytes:
+            raise _validate.ParameterError(f"a and b must have equal lengths, not {va.nbytes} and {vb.nbytes}")
+        return va, vb
+
+    def _split_views(
+        self,
+        secret: memoryview,
+        k: int,
+        poly: int,
+        xs: bytes,
+        outs: list[memoryview],
+        rng: Rng | None,
+    ) -> None:
+        m = k - 1
+        length = secret.nbytes
+        step = chunk_length(k)
+        store = None if rng is not None else memoryview(bytearray(m * min(step, length) + SLACK))
+        try:
+            for start in range(0, length, step):
+                size = min(step, length - start)
+                if store is not None:
+                    fill_random(store, m * size)
+                    raw = store
+                else:
+                    raw = _validate.rng_output(rng(m * size), m * size)  # type: ignore[misc]
+                coeffs = [raw[j * size : (j + 1) * size] for j in range(m)]
+                chunk_outs = [o[start : start + size] for o in outs]
+                self._kernels.eval_shares(poly, secret[start : start + size], coeffs, xs, chunk_outs)
+        finally:
+            if store is not None:
+                # The coefficients are as secret as the secret itself.
+                store[:] = bytes(store.nbytes)
