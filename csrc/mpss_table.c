@@ -34,44 +34,56 @@ static void build_power_rows(const mpss_gf256_field *f, const uint8_t *xs, size_
     }
 }
 
+/* The fused loops below name every pointer as its own local variable: kept in an
+ * array, the pointers get reloaded after each uint8_t store (char stores may alias
+ * anything), which halves the speed. */
+
+/* A term of share q: the product row of x_q^(j+1) at the coefficient byte a_j. */
+#define TERM(q, j, a) r##q[256 * (j) + (a)]
+
+/* One block for a full group of 4 shares and M (1..4) coefficients. */
+#define EVAL_GROUP4(M, EXPR)                                                                   \
+    do {                                                                                       \
+        const uint8_t *r0 = rows, *r1 = rows + 256 * (M), *r2 = rows + 512 * (M),              \
+                      *r3 = rows + 768 * (M);                                                  \
+        uint8_t *o0 = outs[0] + start, *o1 = outs[1] + start, *o2 = outs[2] + start,           \
+                *o3 = outs[3] + start;                                                         \
+        for (size_t t = 0; t < len; t++) {                                                     \
+            const uint8_t v = s[t];                                                            \
+            const uint8_t a0 = c0[t], a1 = (M) > 1 ? c1[t] : 0, a2 = (M) > 2 ? c2[t] : 0,      \
+                          a3 = (M) > 3 ? c3[t] : 0;                                            \
+            (void)a1, (void)a2, (void)a3;                                                      \
+            o0[t] = v ^ EXPR(0);                                                               \
+            o1[t] = v ^ EXPR(1);                                                               \
+            o2[t] = v ^ EXPR(2);                                                               \
+            o3[t] = v ^ EXPR(3);                                                               \
+        }                                                                                      \
+    } while (0)
+#define SUM1(q) TERM(q, 0, a0)
+#define SUM2(q) (TERM(q, 0, a0) ^ TERM(q, 1, a1))
+#define SUM3(q) (TERM(q, 0, a0) ^ TERM(q, 1, a1) ^ TERM(q, 2, a2))
+#define SUM4(q) (TERM(q, 0, a0) ^ TERM(q, 1, a1) ^ TERM(q, 2, a2) ^ TERM(q, 3, a3))
+
 /* One block, shares [g, g+cnt) with cnt <= GROUP: y_i = s + sum_j R_ij[c_j]. */
 static void eval_group(const uint8_t *secret, const uint8_t *const *coeffs, size_t m,
                        const uint8_t *rows, uint8_t *const *outs, size_t cnt,
                        size_t start, size_t len)
 {
-    uint8_t *o0 = outs[0] + start;
-    uint8_t *o1 = cnt > 1 ? outs[1] + start : o0;
-    uint8_t *o2 = cnt > 2 ? outs[2] + start : o0;
-    uint8_t *o3 = cnt > 3 ? outs[3] + start : o0;
     const uint8_t *s = secret + start;
-    /* Rows of share q, coefficient j: rows + 256*(q*m + j). */
-    const size_t stride = 256 * m;
-
-    if (m == 1 && cnt == GROUP) {
+    if (cnt == GROUP && m <= 4) {
         const uint8_t *c0 = coeffs[0] + start;
-        const uint8_t *r0 = rows, *r1 = rows + stride, *r2 = rows + 2 * stride, *r3 = rows + 3 * stride;
-        for (size_t t = 0; t < len; t++) {
-            uint8_t a = c0[t], v = s[t];
-            o0[t] = r0[a] ^ v;
-            o1[t] = r1[a] ^ v;
-            o2[t] = r2[a] ^ v;
-            o3[t] = r3[a] ^ v;
+        const uint8_t *c1 = m > 1 ? coeffs[1] + start : c0;
+        const uint8_t *c2 = m > 2 ? coeffs[2] + start : c0;
+        const uint8_t *c3 = m > 3 ? coeffs[3] + start : c0;
+        switch (m) {
+        case 1: EVAL_GROUP4(1, SUM1); return;
+        case 2: EVAL_GROUP4(2, SUM2); return;
+        case 3: EVAL_GROUP4(3, SUM3); return;
+        default: EVAL_GROUP4(4, SUM4); return;
         }
-        return;
     }
-    if (m == 2 && cnt == GROUP) {
-        const uint8_t *c0 = coeffs[0] + start, *c1 = coeffs[1] + start;
-        const uint8_t *r0 = rows, *r1 = rows + stride, *r2 = rows + 2 * stride, *r3 = rows + 3 * stride;
-        for (size_t t = 0; t < len; t++) {
-            uint8_t a = c0[t], b = c1[t], v = s[t];
-            o0[t] = r0[a] ^ r0[256 + b] ^ v;
-            o1[t] = r1[a] ^ r1[256 + b] ^ v;
-            o2[t] = r2[a] ^ r2[256 + b] ^ v;
-            o3[t] = r3[a] ^ r3[256 + b] ^ v;
-        }
-        return;
-    }
-    /* General case: one share at a time, coefficients accumulated in place. */
+    /* Remainder shares or many coefficients: one share at a time, accumulated in place. */
+    const size_t stride = 256 * m;
     for (size_t q = 0; q < cnt; q++) {
         uint8_t *o = outs[q] + start;
         const uint8_t *rq = rows + q * stride;
@@ -147,20 +159,24 @@ static void combine_group(const uint8_t *const *ys, const uint8_t *rows, size_t 
     const uint8_t *y1 = cnt > 1 ? ys[1] + start : y0;
     const uint8_t *y2 = cnt > 2 ? ys[2] + start : y0;
     const uint8_t *y3 = cnt > 3 ? ys[3] + start : y0;
-    /* Unused inputs read the all-zero row: their product is 0. */
-    static const uint8_t zero_row[256];
-    const uint8_t *r0 = rows;
-    const uint8_t *r1 = cnt > 1 ? rows + 256 : zero_row;
-    const uint8_t *r2 = cnt > 2 ? rows + 512 : zero_row;
-    const uint8_t *r3 = cnt > 3 ? rows + 768 : zero_row;
+    const uint8_t *r0 = rows, *r1 = rows + 256, *r2 = rows + 512, *r3 = rows + 768;
     uint8_t *o = out + start;
-    if (accumulate) {
-        for (size_t t = 0; t < len; t++)
-            o[t] ^= r0[y0[t]] ^ r1[y1[t]] ^ r2[y2[t]] ^ r3[y3[t]];
-    } else {
-        for (size_t t = 0; t < len; t++)
-            o[t] = r0[y0[t]] ^ r1[y1[t]] ^ r2[y2[t]] ^ r3[y3[t]];
+#define COMBINE_LOOP(EXPR)                                       \
+    do {                                                         \
+        if (accumulate)                                          \
+            for (size_t t = 0; t < len; t++)                     \
+                o[t] ^= EXPR;                                    \
+        else                                                     \
+            for (size_t t = 0; t < len; t++)                     \
+                o[t] = EXPR;                                     \
+    } while (0)
+    switch (cnt) {
+    case 1: COMBINE_LOOP(r0[y0[t]]); break;
+    case 2: COMBINE_LOOP(r0[y0[t]] ^ r1[y1[t]]); break;
+    case 3: COMBINE_LOOP(r0[y0[t]] ^ r1[y1[t]] ^ r2[y2[t]]); break;
+    default: COMBINE_LOOP(r0[y0[t]] ^ r1[y1[t]] ^ r2[y2[t]] ^ r3[y3[t]]); break;
     }
+#undef COMBINE_LOOP
 }
 
 int mpss_table_interpolate(const mpss_gf256_field *f, const uint8_t *xs, const uint8_t *const *ys,

@@ -10,12 +10,16 @@ values, 0 included (a source that never yields 0 would leak the secret).
 from __future__ import annotations
 
 import os
+import threading
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 # Below this size one getrandom() call is cheaper than setting up a cipher.
 _URANDOM_MAX = 4096
 _ZERO_IV = bytes(16)
+# The CTR plaintext. Shared and never written; allocated lazily, grown on demand.
+_zeros = b""
+_local = threading.local()
 
 
 SLACK = 15
@@ -32,7 +36,33 @@ def fill_random(buf: memoryview, nbytes: int) -> None:
         return
     # A key is used for exactly one keystream, so a fixed IV never repeats a (key, IV) pair.
     encryptor = Cipher(algorithms.AES256(os.urandom(32)), modes.CTR(_ZERO_IV)).encryptor()
-    encryptor.update_into(bytes(nbytes), buf)
+    encryptor.update_into(_zero_view(nbytes), buf)
+
+
+def _zero_view(nbytes: int) -> memoryview:
+    global _zeros
+    if len(_zeros) < nbytes:
+        _zeros = bytes(nbytes)
+    return memoryview(_zeros)[:nbytes]
+
+
+def wipe(buf: memoryview, nbytes: int) -> None:
+    """Overwrite the first ``nbytes`` of ``buf`` with zeros."""
+    buf[:nbytes] = _zero_view(nbytes)
+
+
+def scratch(nbytes: int) -> memoryview:
+    """This thread's reusable buffer for coefficient draws: at least ``nbytes + SLACK`` bytes.
+
+    Reuse avoids paying page faults for fresh memory on every call. Callers wipe what
+    they wrote before returning; the buffer holds no generator state, so a fork copies
+    nothing that matters.
+    """
+    buf = getattr(_local, "buf", None)
+    if buf is None or len(buf) < nbytes + SLACK:
+        buf = bytearray(nbytes + SLACK)
+        _local.buf = buf
+    return memoryview(buf)
 
 
 def random_bytes(nbytes: int) -> bytes:

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _backend, _validate
 from ._gf256 import POLY_AES
-from ._random import SLACK, fill_random
+from ._random import fill_random, scratch, wipe
 
 Rng = Callable[[int], Any]
 """An injected randomness source: ``rng(nbytes)`` returns exactly ``nbytes`` bytes."""
@@ -195,7 +195,7 @@ class Engine:
         m = k - 1
         length = secret.nbytes
         step = chunk_length(k)
-        store = None if rng is not None else memoryview(bytearray(m * min(step, length) + SLACK))
+        store = None if rng is not None else scratch(m * min(step, length))
         try:
             for start in range(0, length, step):
                 size = min(step, length - start)
@@ -210,4 +210,4 @@ class Engine:
         finally:
             if store is not None:
                 # The coefficients are as secret as the secret itself.
-                store[:] = bytes(store.nbytes)
+                wipe(store, m * min(step, length))

@@ -1,0 +1,308 @@
+"""The ``mpss`` command line: split and combine files, report the build, run a demo.
+
+``mpss split`` writes libgfshare-compatible share files ``STEM.001`` ... ``STEM.NNN``
+(raw y bytes, x in the file name); ``mpss combine`` reads them back (x from each
+file name's ``.NNN`` suffix). With ``--poly 0x11d`` the files interoperate with
+``gfsplit``/``gfcombine``; the default 0x11B is the AES field of draft-mcgrew-tss.
+Neither the threshold nor the polynomial is stored in the files.
+
+``mpss demo`` relays a random 32-byte key over five simulated QKD paths with a (3, 5)
+threshold and hop-by-hop one-time pads, printing fingerprints only, never key bytes.
+
+Every user error is one line ``mpss: error: <message>`` on stderr and exit status 1;
+argparse usage errors keep exit status 2. No message contains secret or share bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import os
+import re
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import mpss_fast
+
+from ._backend import available
+from ._gf256 import POLY_AES, POLY_GFSHARE, POLYS
+from ._validate import check_k_n
+
+PROG = "mpss"
+_SUFFIX = re.compile(r"\.([0-9]{3})\Z")
+_POLY_NAMES = {POLY_AES: "0x11B", POLY_GFSHARE: "0x11D"}
+
+
+class CliError(Exception):
+    """A user error: reported as one line on stderr, exit status 1."""
+
+
+# -- small helpers ----------------------------------------------------------------------
+
+
+def _q(path: str | os.PathLike[str]) -> str:
+    """A file name quoted for a one-line message (newlines and control characters escaped)."""
+    return repr(os.fspath(path))
+
+
+def _parse_poly(text: str) -> int:
+    """``0x11b``/``0x11D``/``283``/``285`` -> the polynomial; anything else is a :class:`CliError`."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        value = -1
+    if value not in POLYS:
+        raise CliError(f"--poly must be 0x11b or 0x11d, not {text!r}")
+    return value
+
+
+def _fingerprint(data: bytes) -> str:
+    """The first 16 hex characters of SHA-256(data): safe to print, unlike the data."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {_q(path)}: {exc.strerror or type(exc).__name__}") from None
+
+
+def _read_input(path: str) -> bytes:
+    """The bytes of ``path``, or of stdin for ``-``."""
+    return sys.stdin.buffer.read() if path == "-" else _read_file(path)
+
+
+def _refuse_existing(paths: Sequence[str], force: bool) -> None:
+    """Fail before anything is written if an output exists and ``--force`` was not given."""
+    if force:
+        return
+    existing = [p for p in paths if os.path.lexists(p)]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise CliError(f"{_q(existing[0])}{more} already exists; use --force to overwrite")
+
+
+def _write_private(path: str, data: bytes, force: bool) -> None:
+    """Write ``data`` to a file readable by its owner only (it holds a secret or a share)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise CliError(f"cannot write {_q(path)}: {exc.strerror or type(exc).__name__}") from None
+
+
+# -- split ------------------------------------------------------------------------------
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    """Split FILE (or stdin) into STEM.001 ... STEM.NNN."""
+    poly = _parse_poly(args.poly)
+    if args.file == "-" and args.output is None:
+        raise CliError("reading the secret from stdin needs -o STEM to name the share files")
+    if args.output == "-":
+        raise CliError("split writes share files STEM.001 ...; -o - (stdout) is not supported")
+    stem = args.file if args.output is None else args.output
+    check_k_n(args.k, args.n)
+    names = [f"{stem}.{x:03d}" for x in range(1, args.n + 1)]
+    _refuse_existing(names, args.force)
+    secret = _read_input(args.file)
+    if not secret:
+        raise CliError(f"input {_q(args.file)} is empty; there is nothing to split")
+    shares = mpss_fast.split(secret, args.k, args.n, poly=poly)
+    for name, share in zip(names, shares, strict=True):
+        _write_private(name, share[1:], args.force)
+    print(f"wrote {args.n} shares {names[0]} ... {names[-1]} (any {args.k} rebuild it; poly {_POLY_NAMES[poly]})")
+    return 0
+
+
+# -- combine ----------------------------------------------------------------------------
+
+
+def _share_x(path: str) -> tuple[str, int]:
+    """(stem, x) from a share file name ending in ``.NNN`` with NNN in 001..255."""
+    match = _SUFFIX.search(path)
+    if match is None or not 1 <= int(match.group(1)) <= 255:
+        raise CliError(f"share file {_q(path)} must end in .NNN, three decimal digits 001..255 (the share's x)")
+    return path[: match.start()], int(match.group(1))
+
+
+def _load_shares(paths: Sequence[str]) -> tuple[list[bytes], set[str]]:
+    """The ``x || y`` shares of ``paths`` and the set of their stems; names are checked before any read."""
+    seen: dict[int, str] = {}
+    stems: set[str] = set()
+    for path in paths:
+        stem, x = _share_x(path)
+        if x in seen:
+            raise CliError(f"share files {_q(seen[x])} and {_q(path)} both have x = {x}")
+        seen[x] = path
+        stems.add(stem)
+    shares: list[bytes] = []
+    for x, path in seen.items():
+        data = _read_file(path)
+        if not data:
+            raise CliError(f"share file {_q(path)} is empty")
+        if shares and len(data) != len(shares[0]) - 1:
+            raise CliError(
+                f"share files differ in length: {_q(paths[0])} is {len(shares[0]) - 1} bytes, {_q(path)} is {len(data)}"
+            )
+        shares.append(bytes([x]) + data)
+    return shares, stems
+
+
+def _default_output(stems: set[str]) -> str:
+    if len(stems) != 1:
+        raise CliError("the share files have different stems; name the output with -o OUT (or -o - for stdout)")
+    stem = next(iter(stems))
+    if not stem or stem.endswith(("/", os.sep)):
+        raise CliError("cannot derive an output name from the share file names; use -o OUT")
+    return stem
+
+
+def cmd_combine(args: argparse.Namespace) -> int:
+    """Rebuild the secret from share files; x comes from each file name."""
+    poly = _parse_poly(args.poly)
+    shares, stems = _load_shares(args.files)
+    output = args.output if args.output is not None else _default_output(stems)
+    if output != "-":
+        _refuse_existing([output], args.force)
+    secret = mpss_fast.combine(shares, poly=poly)
+    if output == "-":
+        sys.stdout.buffer.write(secret)
+        sys.stdout.buffer.flush()
+    else:
+        _write_private(output, secret, args.force)
+    return 0
+
+
+# -- info -------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print version, backend and supported polynomials."""
+    print(f"mpss_fast {mpss_fast.__version__}")
+    print(f"backend: {mpss_fast.BACKEND} (MPSS_FAST_BACKEND={os.environ.get('MPSS_FAST_BACKEND', 'auto')})")
+    print(f"available backends: {', '.join(available())}")
+    print("polynomials: 0x11B (AES field, draft-mcgrew-tss; default), 0x11D (libgfshare gfsplit/gfcombine)")
+    print(f"limits: n <= {mpss_fast.MAX_SHARES}, secret <= {mpss_fast.MAX_SECRET_BYTES} bytes")
+    return 0
+
+
+# -- demo -------------------------------------------------------------------------------
+
+
+def _relay(share: bytes, hops: int, used_keys: list[bytes]) -> bytes:
+    """Carry ``share`` over ``hops`` links, one-time-pad encrypted on each with a fresh link key.
+
+    Each link key is drawn once, used once (the sender encrypts, the next node decrypts)
+    and recorded in ``used_keys`` so the caller can check that none repeats.
+    """
+    plain = share
+    for _ in range(hops):
+        link_key = os.urandom(len(plain))
+        used_keys.append(link_key)
+        wire = mpss_fast.xor(plain, link_key)  # what an eavesdropper on the link sees
+        plain = mpss_fast.xor(wire, link_key)  # the next node decrypts with the same QKD key
+    return plain
+
+
+def _pairs_reveal_key(shares: Sequence[bytes], key: bytes, poly: int) -> int:
+    """How many 2-share subsets combine to the key (k-1 shares should reveal nothing)."""
+    return sum(
+        secrets.compare_digest(mpss_fast.combine(pair, poly=poly), key) for pair in itertools.combinations(shares, 2)
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Split a random key (3, 5), OTP-relay each share over 3 hops, rebuild from 3 random paths."""
+    k, n, hops, poly = 3, 5, 3, POLY_AES
+    key = os.urandom(32)
+    print(f"MPSS demo: backend {mpss_fast.BACKEND}, k={k}, n={n}, poly={_POLY_NAMES[poly]}")
+    print(f"source: random 32-byte key, fingerprint {_fingerprint(key)}")
+    shares = mpss_fast.split(key, k, n, poly=poly)
+    used_keys: list[bytes] = []
+    delivered: dict[int, bytes] = {}
+    for path_id, share in enumerate(shares, 1):
+        delivered[path_id] = _relay(share, hops, used_keys)
+        print(f"path {path_id}: {hops} hops, share x={share[0]} delivered, fingerprint {_fingerprint(share)}")
+    distinct = len(set(used_keys)) == len(used_keys)
+    print(f"link keys: {len(used_keys)} drawn, each used for one hop, all distinct: {'yes' if distinct else 'NO'}")
+    chosen = sorted(secrets.SystemRandom().sample(range(1, n + 1), k))
+    print(f"destination: combining shares from paths {', '.join(map(str, chosen))}")
+    rebuilt = mpss_fast.combine([delivered[p] for p in chosen], poly=poly)
+    match = secrets.compare_digest(rebuilt, key)
+    print(f"rebuilt key fingerprint {_fingerprint(rebuilt)}: {'matches' if match else 'DOES NOT MATCH'}")
+    leaks = _pairs_reveal_key(shares, key, poly)
+    pairs = n * (n - 1) // 2
+    print(f"any 2 shares: {pairs - leaks} of {pairs} pairs give a wrong key (below threshold)")
+    if not (match and distinct and leaks == 0):
+        print(f"{PROG}: error: demo verification failed", file=sys.stderr)
+        return 1
+    print(f"OK: key rebuilt from {k} of {n} shares")
+    return 0
+
+
+# -- entry point ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``mpss``."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Multi-path secret sharing over GF(2^8) (mpss_fast).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {mpss_fast.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    poly_help = "reduction polynomial: 0x11b (AES, default) or 0x11d (libgfshare)"
+
+    p = sub.add_parser("split", help="split FILE into share files STEM.001 ... STEM.NNN")
+    p.add_argument("-k", type=int, required=True, help="threshold: shares needed to rebuild")
+    p.add_argument("-n", type=int, required=True, help="number of shares to write")
+    p.add_argument("--poly", default="0x11b", help=poly_help)
+    p.add_argument("-o", "--output", metavar="STEM", help="stem of the share files (default: FILE)")
+    p.add_argument("--force", action="store_true", help="overwrite existing share files")
+    p.add_argument("file", metavar="FILE", help="the secret; - for stdin")
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("combine", help="rebuild a secret from share files FILE.NNN ...")
+    p.add_argument("--poly", default="0x11b", help=poly_help)
+    p.add_argument("-o", "--output", metavar="OUT", help="output file, - for stdout (default: the files' stem)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("files", metavar="FILE.NNN", nargs="+", help="share files; x is the .NNN suffix")
+    p.set_defaults(func=cmd_combine)
+
+    p = sub.add_parser("info", help="show version, backends and polynomials")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="relay a random key over 5 simulated QKD paths and rebuild it")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``mpss`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (2), --help and --version (0)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    try:
+        return int(args.func(args))
+    except (CliError, mpss_fast.MpssError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        name = f"{_q(exc.filename)}: " if exc.filename else ""
+        return _fail(f"{name}{exc.strerror or type(exc).__name__}")
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Statistical checks: k-1 shares say nothing about the secret; coefficients are uniform.
+
+Each test uses a p-value threshold of 1e-6, so a correct implementation fails by chance
+about once in a million runs. A negative control shows the same test does catch a
+coefficient source that never yields 0 (the published audit finding).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from scipy.stats import chi2_contingency, chisquare
+
+from mpss_fast import Engine
+from mpss_fast._random import SLACK, fill_random
+
+P_MIN = 1e-6
+SAMPLES = 1 << 17  # 512 expected per byte value
+
+
+def _share_bytes(engine: Engine, fill: int, k: int, n: int, rng=None) -> np.ndarray:
+    secrets = np.full((1, SAMPLES), fill, dtype=np.uint8)
+    return engine.split_array(secrets, k, n, rng=rng)[:, 0, :]
+
+
+def _independence_p(a: np.ndarray, b: np.ndarray) -> float:
+    table = np.vstack([np.bincount(a, minlength=256), np.bincount(b, minlength=256)])
+    return float(chi2_contingency(table).pvalue)
+
+
+def _statistics(shares: np.ndarray) -> dict[str, np.ndarray]:
+    return {"y1": shares[0], "y2": shares[1], "y1^y2": shares[0] ^ shares[1]}
+
+
+@pytest.mark.parametrize(("k", "n"), [(2, 3), (3, 5)])
+def test_k_minus_1_shares_independent_of_secret(engine: Engine, k: int, n: int) -> None:
+    """Share bytes (and their XOR) have the same uniform distribution for two different secrets."""
+    shares_a = _share_bytes(engine, 0x00, k, n)[: k - 1]
+    shares_b = _share_bytes(engine, 0xA7, k, n)[: k - 1]
+    for i in range(k - 1):
+        assert _independence_p(shares_a[i], shares_b[i]) > P_MIN
+        assert chisquare(np.bincount(shares_a[i], minlength=256)).pvalue > P_MIN
+    if k == 3:
+        for name, stat_a in _statistics(shares_a).items():
+            assert _independence_p(stat_a, _statistics(shares_b)[name]) > P_MIN, name
+
+
+def _never_zero_rng(nbytes: int) -> bytes:
+    """A broken source: uniform over 1..255 only."""
+    raw = np.frombuffer(hashlib.shake_256(b"biased").digest(nbytes * 2), dtype=np.uint16)
+    return (raw % 255 + 1).astype(np.uint8).tobytes()
+
+
+def test_negative_control_detects_a_biased_coefficient_source(engine: Engine) -> None:
+    """With coefficients never 0, one share of a 2-of-n split leaks which secret it hides."""
+    shares_a = _share_bytes(engine, 0x00, 2, 2, rng=_never_zero_rng)
+    shares_b = _share_bytes(engine, 0xA7, 2, 2, rng=_never_zero_rng)
+    assert _independence_p(shares_a[0], shares_b[0]) < P_MIN
+
+
+@pytest.mark.parametrize("nbytes", [64, 4096, 1 << 20])
+def test_default_coefficients_uniform_including_zero(nbytes: int) -> None:
+    draws = max(1, (1 << 20) // nbytes)
+    counts = np.zeros(256, dtype=np.int64)
+    buf = memoryview(bytearray(nbytes + SLACK))
+    for _ in range(draws):
+        fill_random(buf, nbytes)
+        counts += np.bincount(np.frombuffer(buf[:nbytes], dtype=np.uint8), minlength=256)
+    assert counts[0] > 0
+    assert chisquare(counts).pvalue > P_MIN
+
+
+def test_fresh_stream_per_draw() -> None:
+    """Two draws never share a keystream (a fresh key each time)."""
+    a = memoryview(bytearray((1 << 16) + SLACK))
+    b = memoryview(bytearray((1 << 16) + SLACK))
+    fill_random(a, 1 << 16)
+    fill_random(b, 1 << 16)
+    assert bytes(a[:4096]) != bytes(b[:4096])
