@@ -8,9 +8,7 @@ into a failed run.
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Callable
 from types import ModuleType
 
 import pytest
@@ -49,18 +47,6 @@ def engine(request: pytest.FixtureRequest) -> Engine:
 def both_engines() -> tuple[Engine, Engine]:
     """(native, pure), for byte-for-byte comparisons."""
     return Engine(_kernels=_load("native")), Engine(_kernels=_load("pure"))
-
-
-def seeded_rng(seed: bytes) -> Callable[[int], bytes]:
-    """A deterministic rng(nbytes) for tests: successive SHAKE-256 outputs keyed by ``seed``."""
-    counter = 0
-
-    def rng(nbytes: int) -> bytes:
-        nonlocal counter
-        counter += 1
-        return hashlib.shake_256(seed + counter.to_bytes(8, "little")).digest(nbytes)
-
-    return rng
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

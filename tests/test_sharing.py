@@ -8,7 +8,7 @@ import os
 import galois
 import numpy as np
 import pytest
-from conftest import seeded_rng
+from tests.rng import seeded_rng
 
 from mpss_fast import POLY_AES, POLY_GFSHARE, Engine
 from mpss_fast.engine import chunk_length
