@@ -20,11 +20,15 @@ def _run(code: str, backend: str | None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "MPSS_FAST_BACKEND"}
     if backend is not None:
         env["MPSS_FAST_BACKEND"] = backend
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, "native"), ("", "native"), ("auto", "native"),
-                                                 ("native", "native"), ("pure", "pure")])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, "native"), ("", "native"), ("auto", "native"), ("native", "native"), ("pure", "pure")],
+)
 def test_selection(value: str | None, expected: str) -> None:
     result = _run(PROBE, value)
     assert result.returncode == 0, result.stderr

@@ -79,8 +79,11 @@ CASES: list[tuple[str, Callable[[Engine], Any], type[Exception]]] = [
     ("out wrong dtype", lambda e: e.split_array(SECRETS, 2, 3, out=np.zeros((3, 4, 8), np.int32)), InputTypeError),
     ("out not array", lambda e: e.split_array(SECRETS, 2, 3, out=bytearray(96)), InputTypeError),
     ("out read-only", lambda e: e.split_array(SECRETS, 2, 3, out=_read_only((3, 4, 8))), ParameterError),
-    ("out non-contiguous", lambda e: e.split_array(SECRETS, 2, 3, out=np.zeros((3, 4, 16), np.uint8)[:, :, ::2]),
-     ParameterError),
+    (
+        "out non-contiguous",
+        lambda e: e.split_array(SECRETS, 2, 3, out=np.zeros((3, 4, 16), np.uint8)[:, :, ::2]),
+        ParameterError,
+    ),
     ("out overlaps secrets", lambda e: _overlapping_split(e), ParameterError),
     # bulk combine
     ("shares 2-D", lambda e: e.combine_array(np.zeros((3, 8), np.uint8), [1, 2, 3]), ParameterError),
@@ -90,8 +93,7 @@ CASES: list[tuple[str, Callable[[Engine], Any], type[Exception]]] = [
     ("xs duplicate", lambda e: e.combine_array(SHARES, [1, 2, 2]), ShareError),
     ("xs zero", lambda e: e.combine_array(SHARES, [0, 1, 2]), ShareError),
     ("xs none", lambda e: e.combine_array(SHARES, None), InputTypeError),
-    ("combine out shape", lambda e: e.combine_array(SHARES, [1, 2, 3], out=np.zeros((4, 7), np.uint8)),
-     ParameterError),
+    ("combine out shape", lambda e: e.combine_array(SHARES, [1, 2, 3], out=np.zeros((4, 7), np.uint8)), ParameterError),
     ("combine out read-only", lambda e: e.combine_array(SHARES, [1, 2, 3], out=_read_only((4, 8))), ParameterError),
     # xor
     ("xor unequal", lambda e: e.xor(b"ab", b"a"), ParameterError),

@@ -53,7 +53,7 @@ def test_bulk_kernel_mul_exhaustive(kernels, field, group: int) -> None:
         xs = bytes(range(first, min(first + group, 256)))
         outs = [memoryview(bytearray(256)) for _ in xs]
         kernels.eval_shares(poly, zero, [coeff], xs, outs)
-        for x, out in zip(xs, outs):
+        for x, out in zip(xs, outs, strict=True):
             np.testing.assert_array_equal(np.frombuffer(out, dtype=np.uint8), expected[x])
 
 

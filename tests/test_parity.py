@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.rng import seeded_rng
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mpss_fast import POLY_AES, POLY_GFSHARE, Engine, MpssError
+from tests.rng import seeded_rng
 
 polys = st.sampled_from([POLY_AES, POLY_GFSHARE])
 
@@ -77,7 +77,7 @@ def test_array_api_identical(both_engines: tuple[Engine, Engine], m, length, k, 
 def test_xor_identical(both_engines: tuple[Engine, Engine], data: bytes, pad: bytes) -> None:
     native, pure = both_engines
     pad = (pad * (len(data) // max(len(pad), 1) + 1))[: len(data)] if pad else bytes(len(data))
-    assert native.xor(data, pad) == pure.xor(data, pad) == bytes(a ^ b for a, b in zip(data, pad))
+    assert native.xor(data, pad) == pure.xor(data, pad) == bytes(a ^ b for a, b in zip(data, pad, strict=True))
 
 
 @pytest.mark.parametrize("poly", [POLY_AES, POLY_GFSHARE])

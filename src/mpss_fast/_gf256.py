@@ -8,7 +8,7 @@ backend.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 POLY_AES = 0x11B
 """x^8+x^4+x^3+x+1: the AES field (draft-mcgrew-tss, Vault, SLIP-39). Generator 0x03."""
@@ -27,7 +27,7 @@ def _times_generator(a: int, poly: int) -> int:
     return doubled if _GENERATOR[poly] == 2 else doubled ^ a
 
 
-@lru_cache(maxsize=None)
+@cache
 def tables(poly: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(exp, log) for ``poly``; exp has 510 entries so exp[log a + log b] needs no reduction."""
     exp = [0] * 510

@@ -52,10 +52,10 @@ def eval_shares(
     """outs[i] = secret + sum_j coeffs[j] * xs[i]^(j+1), byte by byte."""
     secret_arr = np.frombuffer(secret, dtype=np.uint8)
     coeff_bytes = [_as_bytes(c) for c in coeffs]
-    for x, out in zip(xs, outs):
+    for x, out in zip(xs, outs, strict=True):
         acc = np.frombuffer(out, dtype=np.uint8)
         acc[:] = secret_arr
-        for c, p in zip(coeff_bytes, _gf256.powers(poly, x, len(coeff_bytes))):
+        for c, p in zip(coeff_bytes, _gf256.powers(poly, x, len(coeff_bytes)), strict=True):
             term = np.frombuffer(c.translate(_gf256.mul_row(poly, p)), dtype=np.uint8)
             np.bitwise_xor(acc, term, out=acc)
 
@@ -63,7 +63,7 @@ def eval_shares(
 def interpolate(poly: int, xs: bytes, ys: Sequence[memoryview], out: memoryview) -> None:
     """out = sum_i w_i * ys[i], the Lagrange interpolation of the points at x = 0."""
     acc = np.frombuffer(out, dtype=np.uint8)
-    for i, (y, w) in enumerate(zip(ys, _gf256.lagrange_weights(poly, bytes(xs)))):
+    for i, (y, w) in enumerate(zip(ys, _gf256.lagrange_weights(poly, bytes(xs)), strict=True)):
         term = np.frombuffer(_as_bytes(y).translate(_gf256.mul_row(poly, w)), dtype=np.uint8)
         if i == 0:
             acc[:] = term

@@ -50,7 +50,9 @@ def check_k_n(k: Any, n: Any) -> tuple[int, int]:
     return k, n
 
 
-def check_xs(xs: Any, count: int, name: str = "xs", error: type[ParameterError] = ParameterError) -> bytes:
+def check_xs(
+    xs: Any, count: int, name: str = "xs", error: type[ParameterError] | type[ShareError] = ParameterError
+) -> bytes:
     """``count`` distinct x coordinates in 1..255, as bytes."""
     if isinstance(xs, str) or not isinstance(xs, Iterable):
         raise InputTypeError(f"{name} must be a sequence of ints, not {type(xs).__name__}")

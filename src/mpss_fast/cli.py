@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
+import json
 import os
 import re
 import secrets
@@ -247,6 +248,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- bench ------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time split/combine/xor on every available backend, side by side, and print medians."""
+    from . import benchmark
+
+    if args.rounds < 3:
+        raise CliError(f"--rounds must be at least 3, not {args.rounds}")
+    results = benchmark.run(rounds=args.rounds, progress=lambda name: print(f"timing {name} ...", file=sys.stderr))
+    if args.json:
+        print(json.dumps({"version": mpss_fast.__version__, "results": benchmark.as_dicts(results)}, indent=2))
+    else:
+        print(f"mpss_fast {mpss_fast.__version__}: medians of {args.rounds} rounds, backends interleaved")
+        print(benchmark.format_table(results))
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------
 
 
@@ -275,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="show version, backends and polynomials")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("bench", help="measure throughput of every backend side by side")
+    p.add_argument("--rounds", type=int, default=15, help="timed rounds per case and backend (default 15)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="relay a random key over 5 simulated QKD paths and rebuild it")
     p.set_defaults(func=cmd_demo)

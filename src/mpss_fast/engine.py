@@ -77,7 +77,7 @@ class Engine:
         view = _validate.as_bytes_view(secret, "secret")
         _validate.check_secret_length(view.nbytes)
         shares = [self._kernels.new_bytes(view.nbytes + 1) for _ in range(n)]
-        for (_, share_view), x in zip(shares, xs_b):
+        for (_, share_view), x in zip(shares, xs_b, strict=True):
             share_view[0] = x
         self._split_views(view, k, poly, xs_b, [v[1:] for _, v in shares], rng)
         return [_as_bytes(obj) for obj, _ in shares]
@@ -125,8 +125,8 @@ class Engine:
             out = np.empty(shape, dtype=np.uint8)
         else:
             out = _validate.check_out_array(out, shape, {"secrets": secrets})
-        outs = [memoryview(out[i]).cast("B") for i in range(n)]
-        self._split_views(memoryview(secrets).cast("B"), k, poly, xs_b, outs, rng)
+        outs = [out[i].data.cast("B") for i in range(n)]
+        self._split_views(secrets.data.cast("B"), k, poly, xs_b, outs, rng)
         return out
 
     def combine_array(
@@ -149,8 +149,8 @@ class Engine:
             out = np.empty(shape, dtype=np.uint8)
         else:
             out = _validate.check_out_array(out, shape, {"shares": shares})
-        ys = [memoryview(shares[i]).cast("B") for i in range(j)]
-        self._kernels.interpolate(poly, xs_b, ys, memoryview(out).cast("B"))
+        ys = [shares[i].data.cast("B") for i in range(j)]
+        self._kernels.interpolate(poly, xs_b, ys, out.data.cast("B"))
         return out
 
     # -- one-time pad -----------------------------------------------------------------
