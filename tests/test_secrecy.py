@@ -79,3 +79,25 @@ def test_fresh_stream_per_draw() -> None:
     fill_random(a, 1 << 16)
     fill_random(b, 1 << 16)
     assert bytes(a[:4096]) != bytes(b[:4096])
+
+
+def test_fork_gives_parent_and_child_different_coefficients(engine: Engine) -> None:
+    """No generator state is inherited across fork(): both sides draw fresh randomness."""
+    import os
+
+    secret = bytes(1 << 16)  # large enough for the AES-CTR path
+    engine.split(secret, 2, 2)  # any per-thread state exists before the fork
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: send the first share's y bytes and exit without running pytest teardown
+        try:
+            os.write(write_end, engine.split(secret, 2, 2)[0][1:65])
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    parent = engine.split(secret, 2, 2)[0][1:65]
+    child = os.read(read_end, 64)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert len(child) == 64
+    assert child != parent

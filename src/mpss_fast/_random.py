@@ -64,9 +64,3 @@ def scratch(nbytes: int) -> memoryview:
         _local.buf = buf
     return memoryview(buf)
 
-
-def random_bytes(nbytes: int) -> bytes:
-    """``nbytes`` of CSPRNG output."""
-    out = bytearray(nbytes + SLACK)
-    fill_random(memoryview(out), nbytes)
-    return bytes(out[:nbytes])
