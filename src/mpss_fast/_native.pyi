@@ -1,18 +1,4 @@
-"""Type stub of the native kernels (see ``_kernels.pyi`` for the contract)."""
+"""Type stub of the native kernels: they implement the contract in ``_kernels.pyi``."""
 
-from collections.abc import Sequence
-
-NAME: str
-
-def new_bytes(length: int) -> tuple[bytes | bytearray, memoryview]: ...
-def gf_mul(poly: int, a: int, b: int) -> int: ...
-def gf_inv(poly: int, a: int) -> int: ...
-def eval_shares(
-    poly: int,
-    secret: memoryview,
-    coeffs: Sequence[memoryview],
-    xs: bytes,
-    outs: Sequence[memoryview],
-) -> None: ...
-def interpolate(poly: int, xs: bytes, ys: Sequence[memoryview], out: memoryview) -> None: ...
-def xor(a: memoryview, b: memoryview, out: memoryview) -> None: ...
+from ._kernels import *  # noqa: F403
+from ._kernels import NAME as NAME

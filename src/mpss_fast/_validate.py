@@ -158,12 +158,17 @@ def check_shares(shares: Any) -> tuple[bytes, list[memoryview]]:
     return xs, [v[1:] for v in views]
 
 
-def check_array(arr: Any, name: str, ndim: int) -> np.ndarray:
-    """A C-contiguous uint8 numpy array with ``ndim`` dimensions, none of them zero."""
+def _check_uint8_array(arr: Any, name: str) -> np.ndarray:
     if not isinstance(arr, np.ndarray):
         raise InputTypeError(f"{name} must be a numpy.ndarray of uint8, not {type(arr).__name__}")
     if arr.dtype != np.uint8:
         raise InputTypeError(f"{name} must have dtype uint8, not {arr.dtype}")
+    return arr
+
+
+def check_array(arr: Any, name: str, ndim: int) -> np.ndarray:
+    """A C-contiguous uint8 numpy array with ``ndim`` dimensions, none of them zero."""
+    arr = _check_uint8_array(arr, name)
     if arr.ndim != ndim:
         raise ParameterError(f"{name} must have {ndim} dimensions, not {arr.ndim} (shape {arr.shape})")
     if not arr.flags.c_contiguous:
@@ -174,10 +179,8 @@ def check_array(arr: Any, name: str, ndim: int) -> np.ndarray:
 
 
 def check_out_array(out: Any, shape: tuple[int, ...], inputs: dict[str, np.ndarray]) -> np.ndarray:
-    if not isinstance(out, np.ndarray):
-        raise InputTypeError(f"out must be a numpy.ndarray of uint8, not {type(out).__name__}")
-    if out.dtype != np.uint8:
-        raise InputTypeError(f"out must have dtype uint8, not {out.dtype}")
+    """A writable C-contiguous uint8 array of ``shape`` sharing no memory with ``inputs``."""
+    out = _check_uint8_array(out, "out")
     if out.shape != shape:
         raise ParameterError(f"out must have shape {shape}, not {out.shape}")
     if not out.flags.c_contiguous:
