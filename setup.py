@@ -4,6 +4,7 @@ Set MPSS_FAST_PUREPYTHON=1 at build time for an extension-less install
 (only the pure-Python backend is then available).
 """
 
+import glob
 import os
 
 from setuptools import Extension, setup
@@ -12,13 +13,14 @@ ext_modules = []
 if os.environ.get("MPSS_FAST_PUREPYTHON", "") not in ("1", "true", "yes"):
     from Cython.Build import cythonize
 
-    # Baseline x86-64 only: no -march flags, so the wheel runs on every CPU of its platform.
+    # Baseline x86-64 only: no -march flags, so the wheel runs on every CPU of its platform;
+    # the SIMD tiers carry per-function target attributes and are chosen at import.
     compile_args = ["-O3", "-std=c11", "-Wall", "-Wno-unused-function"]
     if os.environ.get("MPSS_FAST_DEBUG"):
         compile_args = ["-O0", "-g", "-std=c11", "-Wall"]
     ext = Extension(
         "mpss_fast._native",
-        sources=["src/mpss_fast/_native.pyx", "csrc/mpss_gf256.c", "csrc/mpss_table.c", "csrc/mpss_xor.c"],
+        sources=["src/mpss_fast/_native.pyx", *sorted(glob.glob("csrc/*.c"))],
         include_dirs=["csrc"],
         extra_compile_args=compile_args,
     )

@@ -1,5 +1,6 @@
-"""Shared fixtures: every test that takes ``engine`` or ``kernels`` runs once per backend.
+"""Shared fixtures: tests that take ``kernels`` or ``engine`` run once per backend and tier.
 
+The parameters are the pure backend plus every native kernel tier this CPU supports.
 A backend that cannot load is skipped, unless the run demands it: under
 ``MPSS_FAST_BACKEND=native`` or ``MPSS_FAST_REQUIRE_NATIVE=1`` a missing native
 extension is a failure. ``MPSS_FAST_NO_SKIPS=1`` (set by CI) turns any skipped test
@@ -9,44 +10,49 @@ into a failed run.
 from __future__ import annotations
 
 import os
-from types import ModuleType
+from typing import Any
 
 import pytest
 
 from mpss_fast import BackendError, Engine, _backend
 
-BACKENDS = ("native", "pure")
+NATIVE_TIERS = _backend.native_tiers() or ("best",)  # "best": a placeholder that fails or skips below
+KERNEL_IDS = ["pure", *(f"native-{tier}" for tier in NATIVE_TIERS)]
 
 
 def _native_required() -> bool:
     return os.environ.get("MPSS_FAST_BACKEND") == "native" or os.environ.get("MPSS_FAST_REQUIRE_NATIVE") == "1"
 
 
-def _load(name: str) -> ModuleType:
+def load_kernels(kernel_id: str) -> Any:
+    """The kernels for an id of KERNEL_IDS ("pure" or "native-<tier>")."""
+    if kernel_id == "pure":
+        return _backend.load("pure")
+    tier = kernel_id.removeprefix("native-")
     try:
-        return _backend.load(name)
+        return _backend.load("native", None if tier == "best" else tier)
     except BackendError as exc:
-        if name == "native" and _native_required():
+        if _native_required():
             pytest.fail(f"native backend required but unavailable: {exc}")
-        pytest.skip(f"{name} backend unavailable: {exc}")
+        pytest.skip(f"native backend unavailable: {exc}")
 
 
-@pytest.fixture(params=BACKENDS)
-def kernels(request: pytest.FixtureRequest) -> ModuleType:
-    """The kernel module of each backend."""
-    return _load(request.param)
+@pytest.fixture(params=KERNEL_IDS)
+def kernels(request: pytest.FixtureRequest) -> Any:
+    """The kernels of the pure backend and of each native tier."""
+    return load_kernels(request.param)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=KERNEL_IDS)
 def engine(request: pytest.FixtureRequest) -> Engine:
-    """The public API bound to each backend."""
-    return Engine(_kernels=_load(request.param))
+    """The public API bound to the pure backend and to each native tier."""
+    return Engine(_kernels=load_kernels(request.param))
 
 
-@pytest.fixture(scope="session")
-def both_engines() -> tuple[Engine, Engine]:
-    """(native, pure), for byte-for-byte comparisons."""
-    return Engine(_kernels=_load("native")), Engine(_kernels=_load("pure"))
+@pytest.fixture(scope="session", params=KERNEL_IDS[1:])
+def both_engines(request: pytest.FixtureRequest) -> tuple[Engine, Engine]:
+    """(a native tier, pure), for byte-for-byte comparisons; one pair per native tier."""
+    return Engine(_kernels=load_kernels(request.param)), Engine("pure")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -48,3 +48,37 @@ def test_xor_into_numpy_and_memoryview(engine: Engine) -> None:
     view = memoryview(bytearray(80))[8:72]
     engine.xor_into(a, b, view)
     assert bytes(view) == out.tobytes()
+
+
+@pytest.mark.parametrize("length", [0, 1, 31, 32, 33, 63, 64, 65, 4097, 100_003])
+def test_reencrypt_is_one_relay_hop(engine: Engine, length: int) -> None:
+    share, k_in, k_out = os.urandom(length), os.urandom(length), os.urandom(length)
+    wire_in = engine.xor(share, k_in)
+    wire_out = engine.reencrypt(wire_in, k_in, k_out)
+    assert type(wire_out) is bytes
+    assert wire_out == engine.xor(share, k_out)
+    out = bytearray(length)
+    assert engine.reencrypt_into(wire_in, k_in, k_out, out) == length
+    assert out == wire_out
+
+
+@pytest.mark.parametrize("alias", ["data", "key_in", "key_out"])
+def test_reencrypt_into_in_place(engine: Engine, alias: str) -> None:
+    data, k_in, k_out = (bytearray(os.urandom(100)) for _ in range(3))
+    expected = bytes(a ^ b ^ c for a, b, c in zip(data, k_in, k_out, strict=True))
+    target = {"data": data, "key_in": k_in, "key_out": k_out}[alias]
+    engine.reencrypt_into(data, k_in, k_out, target)
+    assert target == expected
+
+
+def test_reencrypt_rejects_bad_input(engine: Engine) -> None:
+    from mpss_fast import InputTypeError, ParameterError
+
+    with pytest.raises(ParameterError, match="data and key_out must have equal lengths"):
+        engine.reencrypt(b"abc", b"abc", b"ab")
+    with pytest.raises(InputTypeError):
+        engine.reencrypt("abc", b"abc", b"abc")
+    buf = bytearray(12)
+    view = memoryview(buf)
+    with pytest.raises(ParameterError, match="partially overlaps"):
+        engine.reencrypt_into(view[0:8], view[0:8], view[0:8], view[4:12])

@@ -6,6 +6,7 @@ backends that give byte-identical results. The backend is chosen at import from
 """
 
 from ._backend import kernels as _kernels
+from ._backend import native_tiers as _native_tiers
 from ._gf256 import POLY_AES, POLY_GFSHARE
 from ._validate import MAX_SECRET_BYTES, MAX_SHARES
 from .engine import Engine
@@ -16,6 +17,12 @@ __version__ = "0.1.0"
 BACKEND: str = _kernels.NAME
 """The backend behind the module-level functions: "native" or "pure"."""
 
+KERNEL: str = _kernels.tier
+"""The kernel tier behind the module-level functions ("gfni512", ..., "table"; "pure" on the pure backend)."""
+
+KERNELS: tuple[str, ...] = _native_tiers()
+"""The native kernel tiers this CPU can run, fastest first (empty without the extension)."""
+
 _engine = Engine(_kernels=_kernels)
 split = _engine.split
 combine = _engine.combine
@@ -23,9 +30,13 @@ split_array = _engine.split_array
 combine_array = _engine.combine_array
 xor = _engine.xor
 xor_into = _engine.xor_into
+reencrypt = _engine.reencrypt
+reencrypt_into = _engine.reencrypt_into
 
 __all__ = [
     "BACKEND",
+    "KERNEL",
+    "KERNELS",
     "MAX_SECRET_BYTES",
     "MAX_SHARES",
     "POLY_AES",
@@ -39,6 +50,8 @@ __all__ = [
     "__version__",
     "combine",
     "combine_array",
+    "reencrypt",
+    "reencrypt_into",
     "split",
     "split_array",
     "xor",

@@ -1,48 +1,65 @@
-"""Choose the kernel backend once, at import, from ``MPSS_FAST_BACKEND``.
+"""Choose the kernels once, at import, from ``MPSS_FAST_BACKEND`` and ``MPSS_FAST_KERNEL``.
 
-``auto`` (default): native if the extension imports, else pure.
-``native``: the extension or a loud :class:`BackendError` — never a silent fallback.
-``pure``: the pure-Python kernels.
-Any other value is a :class:`BackendError`.
+``MPSS_FAST_BACKEND``: ``auto`` (default: native if the extension imports, else pure),
+``native`` (the extension or a loud :class:`BackendError`, never a silent fallback) or
+``pure``. ``MPSS_FAST_KERNEL``: a native tier (``gfni512``, ``gfni256``, ``avx2``,
+``ssse3``, ``swar``, ``table``) instead of the fastest constant-time one this CPU runs;
+it implies the native backend. Any unknown or unsupported value is a :class:`BackendError`.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from types import ModuleType
+from typing import Any
 
 from .exceptions import BackendError
 
 ENV_VAR = "MPSS_FAST_BACKEND"
+KERNEL_ENV_VAR = "MPSS_FAST_KERNEL"
 CHOICES = ("auto", "native", "pure")
 
 
-def load(name: str) -> ModuleType:
-    """The kernel module of backend ``name`` ("native" or "pure")."""
+def _import_native() -> Any:
+    try:
+        from . import _native
+    except ImportError as exc:
+        raise BackendError(
+            f"the native backend was requested but mpss_fast._native cannot be imported ({exc}); "
+            "reinstall mpss-fast with a C compiler available, or set MPSS_FAST_BACKEND=pure"
+        ) from exc
+    return _native
+
+
+def load(name: str, kernel: str | None = None) -> Any:
+    """The kernels of backend ``name`` ("native" or "pure"), for native on tier ``kernel`` (default: best)."""
     if name == "pure":
+        if kernel not in (None, "", "pure"):
+            raise BackendError(f"kernel tier {kernel!r} needs the native backend, not pure")
         from . import _pure
 
         return _pure
-    if name == "native":
-        try:
-            from . import _native  # type: ignore[attr-defined]
-        except ImportError as exc:
-            raise BackendError(
-                f"the native backend was requested but mpss_fast._native cannot be imported ({exc}); "
-                "reinstall mpss-fast with a C compiler available, or set MPSS_FAST_BACKEND=pure"
-            ) from exc
-        return _native
-    raise BackendError(f"unknown backend {name!r}; choose one of: native, pure")
+    if name != "native":
+        raise BackendError(f"unknown backend {name!r}; choose one of: native, pure")
+    native = _import_native()
+    tier = kernel or native.best_tier()
+    if tier not in native.TIERS:
+        raise BackendError(f"unknown kernel tier {tier!r}; this build has: {', '.join(native.TIERS)}")
+    supported = native.supported_tiers()
+    if tier not in supported:
+        raise BackendError(f"kernel tier {tier!r} is not supported by this CPU; it supports: {', '.join(supported)}")
+    return native.Kernels(tier)
 
 
-def select(choice: str) -> ModuleType:
-    """The backend for an ``MPSS_FAST_BACKEND`` value."""
+def select(choice: str, kernel: str | None = None) -> Any:
+    """The kernels for an ``MPSS_FAST_BACKEND`` value and an optional ``MPSS_FAST_KERNEL`` value."""
     choice = choice or "auto"
     if choice not in CHOICES:
         raise BackendError(f"{ENV_VAR}={choice!r} is not one of: {', '.join(CHOICES)}")
     if choice != "auto":
-        return load(choice)
+        return load(choice, kernel)
+    if kernel:
+        return load("native", kernel)
     try:
         return load("native")
     except BackendError as exc:
@@ -50,7 +67,7 @@ def select(choice: str) -> ModuleType:
         return load("pure")
 
 
-kernels = select(os.environ.get(ENV_VAR, "auto"))
+kernels = select(os.environ.get(ENV_VAR, "auto"), os.environ.get(KERNEL_ENV_VAR) or None)
 
 
 def available() -> tuple[str, ...]:
@@ -63,3 +80,11 @@ def available() -> tuple[str, ...]:
             continue
         names.append(name)
     return tuple(names)
+
+
+def native_tiers() -> tuple[str, ...]:
+    """The native kernel tiers this CPU runs, fastest first; empty without the extension."""
+    try:
+        return tuple(_import_native().supported_tiers())
+    except BackendError:
+        return ()

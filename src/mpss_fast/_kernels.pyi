@@ -1,13 +1,15 @@
-"""The kernel contract that ``_native`` and ``_pure`` both implement.
+"""The kernel contract that ``_pure`` and every ``_native.Kernels`` tier implement.
 
 Kernels receive only validated input: 1-D ``'B'`` memoryviews of equal, non-zero
-length (``xor`` also accepts length 0), distinct non-zero x coordinates and a
+length (``xor``/``xor3`` also accept length 0), distinct non-zero x coordinates and a
 supported polynomial. They draw no randomness and raise nothing for valid input.
 """
 
 from collections.abc import Sequence
 
 NAME: str
+tier: str
+constant_time: bool
 
 def new_bytes(length: int) -> tuple[bytes | bytearray, memoryview]: ...
 def gf_mul(poly: int, a: int, b: int) -> int: ...
@@ -21,3 +23,4 @@ def eval_shares(
 ) -> None: ...
 def interpolate(poly: int, xs: bytes, ys: Sequence[memoryview], out: memoryview) -> None: ...
 def xor(a: memoryview, b: memoryview, out: memoryview) -> None: ...
+def xor3(a: memoryview, b: memoryview, c: memoryview, out: memoryview) -> None: ...

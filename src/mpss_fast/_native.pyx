@@ -1,14 +1,14 @@
-"""Native kernels (Cython + C): the same contract as ``_pure``.
+"""Native kernels (Cython over C): the same contract as ``_pure``, once per kernel tier.
 
-Thin wrappers over the C kernels in ``csrc/``: they take raw pointers from validated
-buffers and run the kernel with the GIL released. The table tier (``csrc/mpss_table.c``)
-builds, once per call, the 256-byte product rows of every public constant (powers of
-the x coordinates, Lagrange weights) from the log/antilog tables, then makes one fused
-pass: each input byte read once, each output byte written once, one row lookup per
-multiply. Row lookups are indexed by data bytes, so this tier is NOT constant time
-(docs/security.md).
+The C kernels in ``csrc/`` come in tiers, one per instruction set (``csrc/mpss_tiers.h``):
+``gfni512`` (AVX-512 + GFNI), ``gfni256`` (AVX2 + GFNI), ``avx2`` and ``ssse3`` (PSHUFB
+nibble tables), ``swar`` (portable shift-and-xor) and ``table`` (log/antilog product
+rows; not constant time). A :class:`Kernels` object binds the contract to one tier;
+its methods take raw pointers from validated buffers and run the kernel with the GIL
+released.
 
-Inputs have been validated by ``_validate``: 1-D ``'B'`` views of equal length >= 1.
+Inputs have been validated by ``_validate``: 1-D ``'B'`` views of equal length >= 1
+(``xor``/``xor3`` accept length 0).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -25,20 +25,60 @@ cdef extern from "mpss_gf256.h" nogil:
     const mpss_gf256_field *mpss_gf256_field_for(int poly)
     uint8_t mpss_gf256_mul(const mpss_gf256_field *f, uint8_t a, uint8_t b)
     uint8_t mpss_gf256_inv(const mpss_gf256_field *f, uint8_t a)
-    void mpss_gf256_mul_row(const mpss_gf256_field *f, uint8_t c, uint8_t *row)
 
-cdef extern from "mpss_table.h" nogil:
-    int mpss_table_eval(const mpss_gf256_field *f, const uint8_t *secret, const uint8_t * const *coeffs,
-                        size_t m, const uint8_t *xs, uint8_t * const *outs, size_t n, size_t length)
-    int mpss_table_interpolate(const mpss_gf256_field *f, const uint8_t *xs, const uint8_t * const *ys,
-                               size_t count, uint8_t *out, size_t length)
-
-cdef extern from "mpss_xor.h" nogil:
-    void mpss_xor(const uint8_t *a, const uint8_t *b, uint8_t *out, size_t length)
+cdef extern from "mpss_tiers.h" nogil:
+    ctypedef struct mpss_tier:
+        const char *name
+        int constant_time
+        int (*supported)() noexcept nogil
+        int (*eval)(const mpss_gf256_field *f, const uint8_t *secret, const uint8_t * const *coeffs, size_t m,
+                    const uint8_t *xs, uint8_t * const *outs, size_t n, size_t length) noexcept nogil
+        int (*interpolate)(const mpss_gf256_field *f, const uint8_t *xs, const uint8_t * const *ys,
+                           size_t count, uint8_t *out, size_t length) noexcept nogil
+        void (*xor2)(const uint8_t *a, const uint8_t *b, uint8_t *out, size_t length) noexcept nogil
+        void (*xor3)(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out,
+                     size_t length) noexcept nogil
+    const mpss_tier *mpss_all_tiers[]
+    const mpss_tier *mpss_tier_named(const char *name)
+    const mpss_tier *mpss_tier_best()
 
 mpss_gf256_init()
 
-# Bytes processed per block: all n outputs of one block stay in L1/L2 while its inputs are hot.
+
+def _all_tiers():
+    cdef Py_ssize_t i = 0
+    names = []
+    while mpss_all_tiers[i] != NULL:
+        names.append(mpss_all_tiers[i].name.decode())
+        i += 1
+    return tuple(names)
+
+
+TIERS = _all_tiers()
+"""Every tier compiled into this build, fastest first."""
+
+
+def supported_tiers():
+    """The tiers this CPU and OS can run, fastest first."""
+    return tuple(name for name in TIERS if mpss_tier_named(name.encode()).supported())
+
+
+def best_tier():
+    """The fastest constant-time tier this CPU supports."""
+    return mpss_tier_best().name.decode()
+
+
+def is_constant_time(str tier):
+    """Whether ``tier`` is constant time with respect to secret data."""
+    return bool(_tier(tier).constant_time)
+
+
+cdef const mpss_tier *_tier(str name) except NULL:
+    cdef const mpss_tier *t = mpss_tier_named(name.encode())
+    if t == NULL:
+        raise ValueError(f"unknown kernel tier {name!r}; this build has: {', '.join(TIERS)}")
+    return t
+
 
 cdef const mpss_gf256_field *_field(int poly) except NULL:
     cdef const mpss_gf256_field *f = mpss_gf256_field_for(poly)
@@ -46,18 +86,6 @@ cdef const mpss_gf256_field *_field(int poly) except NULL:
         # Unreachable through the public API (poly is validated first).
         raise ValueError(f"unsupported polynomial {poly:#x}")
     return f
-
-
-def gf_mul(int poly, int a, int b):
-    """a * b in GF(2^8) modulo ``poly``."""
-    return mpss_gf256_mul(_field(poly), <uint8_t>a, <uint8_t>b)
-
-
-def gf_inv(int poly, int a):
-    """Inverse of the non-zero ``a``."""
-    if a == 0:
-        raise ZeroDivisionError("0 has no inverse in GF(2^8)")
-    return mpss_gf256_inv(_field(poly), <uint8_t>a)
 
 
 cdef class _FreshBytes:
@@ -81,17 +109,6 @@ cdef class _FreshBytes:
 
     def __releasebuffer__(self, Py_buffer *view):
         pass
-
-
-def new_bytes(Py_ssize_t length):
-    """(obj, view): a new ``bytes`` of ``length`` and a writable view to fill it before it is shared.
-
-    Filling the result in place saves the zeroing and the copy of a bytearray round trip.
-    """
-    cdef bytes obj = PyBytes_FromStringAndSize(NULL, length)
-    cdef _FreshBytes holder = _FreshBytes()
-    holder.target = obj
-    return obj, memoryview(holder)
 
 
 cdef class _Pointers:
@@ -123,35 +140,86 @@ cdef class _Pointers:
         free(self.ptrs)
 
 
-def eval_shares(int poly, const uint8_t[::1] secret, coeffs, const uint8_t[::1] xs, outs):
-    """outs[i] = secret + sum_j coeffs[j] * xs[i]^(j+1), byte by byte."""
-    cdef const mpss_gf256_field *f = _field(poly)
-    cdef _Pointers c = _Pointers(coeffs, False)
-    cdef _Pointers o = _Pointers(outs, True)
-    cdef int rc
-    with nogil:
-        rc = mpss_table_eval(f, &secret[0], <const uint8_t * const *>c.ptrs, <size_t>c.count,
+cdef class Kernels:
+    """The kernel contract (``_kernels.pyi``) bound to one tier."""
+    cdef const mpss_tier *t
+    cdef readonly str tier
+
+    NAME = NAME
+
+    def __cinit__(self, str tier):
+        self.t = _tier(tier)
+        if not self.t.supported():
+            raise ValueError(f"kernel tier {tier!r} is not supported by this CPU; it supports: "
+                             f"{', '.join(supported_tiers())}")
+        self.tier = tier
+
+    def __repr__(self):
+        return f"Kernels({self.tier!r})"
+
+    @property
+    def constant_time(self):
+        """Whether this tier is constant time with respect to secret data."""
+        return bool(self.t.constant_time)
+
+    @staticmethod
+    def gf_mul(int poly, int a, int b):
+        """a * b in GF(2^8) modulo ``poly``."""
+        return mpss_gf256_mul(_field(poly), <uint8_t>a, <uint8_t>b)
+
+    @staticmethod
+    def gf_inv(int poly, int a):
+        """Inverse of the non-zero ``a``."""
+        if a == 0:
+            raise ZeroDivisionError("0 has no inverse in GF(2^8)")
+        return mpss_gf256_inv(_field(poly), <uint8_t>a)
+
+    @staticmethod
+    def new_bytes(Py_ssize_t length):
+        """(obj, view): a new ``bytes`` of ``length`` and a writable view to fill it before it is shared.
+
+        Filling the result in place saves the zeroing and the copy of a bytearray round trip.
+        """
+        cdef bytes obj = PyBytes_FromStringAndSize(NULL, length)
+        cdef _FreshBytes holder = _FreshBytes()
+        holder.target = obj
+        return obj, memoryview(holder)
+
+    def eval_shares(self, int poly, const uint8_t[::1] secret, coeffs, const uint8_t[::1] xs, outs):
+        """outs[i] = secret + sum_j coeffs[j] * xs[i]^(j+1), byte by byte."""
+        cdef const mpss_gf256_field *f = _field(poly)
+        cdef _Pointers c = _Pointers(coeffs, False)
+        cdef _Pointers o = _Pointers(outs, True)
+        cdef int rc
+        with nogil:
+            rc = self.t.eval(f, &secret[0], <const uint8_t * const *>c.ptrs, <size_t>c.count,
                              &xs[0], o.ptrs, <size_t>o.count, <size_t>secret.shape[0])
-    if rc != 0:
-        raise MemoryError()
+        if rc != 0:
+            raise MemoryError()
 
-
-def interpolate(int poly, const uint8_t[::1] xs, ys, uint8_t[::1] out):
-    """out = sum_i w_i * ys[i], the Lagrange interpolation of the points at x = 0."""
-    cdef const mpss_gf256_field *f = _field(poly)
-    cdef _Pointers y = _Pointers(ys, False)
-    cdef int rc
-    with nogil:
-        rc = mpss_table_interpolate(f, &xs[0], <const uint8_t * const *>y.ptrs, <size_t>y.count,
+    def interpolate(self, int poly, const uint8_t[::1] xs, ys, uint8_t[::1] out):
+        """out = sum_i w_i * ys[i], the Lagrange interpolation of the points at x = 0."""
+        cdef const mpss_gf256_field *f = _field(poly)
+        cdef _Pointers y = _Pointers(ys, False)
+        cdef int rc
+        with nogil:
+            rc = self.t.interpolate(f, &xs[0], <const uint8_t * const *>y.ptrs, <size_t>y.count,
                                     &out[0], <size_t>out.shape[0])
-    if rc != 0:
-        raise MemoryError()
+        if rc != 0:
+            raise MemoryError()
 
+    def xor(self, const uint8_t[::1] a, const uint8_t[::1] b, uint8_t[::1] out):
+        """out = a ^ b; out may be a or b itself."""
+        cdef Py_ssize_t length = out.shape[0]
+        if length == 0:
+            return
+        with nogil:
+            self.t.xor2(&a[0], &b[0], &out[0], <size_t>length)
 
-def xor(const uint8_t[::1] a, const uint8_t[::1] b, uint8_t[::1] out):
-    """out = a ^ b; out may be a or b itself."""
-    cdef Py_ssize_t length = out.shape[0]
-    if length == 0:
-        return
-    with nogil:
-        mpss_xor(&a[0], &b[0], &out[0], <size_t>length)
+    def xor3(self, const uint8_t[::1] a, const uint8_t[::1] b, const uint8_t[::1] c, uint8_t[::1] out):
+        """out = a ^ b ^ c; out may be one of the inputs itself."""
+        cdef Py_ssize_t length = out.shape[0]
+        if length == 0:
+            return
+        with nogil:
+            self.t.xor3(&a[0], &b[0], &c[0], &out[0], <size_t>length)

@@ -17,6 +17,8 @@ import numpy as np
 from . import _gf256
 
 NAME = "pure"
+tier = "pure"
+constant_time = False
 
 
 def gf_mul(poly: int, a: int, b: int) -> int:
@@ -78,3 +80,13 @@ def xor(a: memoryview, b: memoryview, out: memoryview) -> None:
         np.frombuffer(b, dtype=np.uint8),
         out=np.frombuffer(out, dtype=np.uint8),
     )
+
+
+def xor3(a: memoryview, b: memoryview, c: memoryview, out: memoryview) -> None:
+    """out = a ^ b ^ c; out may be one of the inputs itself."""
+    acc = np.frombuffer(out, dtype=np.uint8)
+    a_, b_, c_ = (np.frombuffer(v, dtype=np.uint8) for v in (a, b, c))
+    if np.may_share_memory(acc, c_):  # out is c itself: consume c first
+        a_, c_ = c_, a_
+    np.bitwise_xor(a_, b_, out=acc)
+    np.bitwise_xor(acc, c_, out=acc)

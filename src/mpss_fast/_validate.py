@@ -95,6 +95,18 @@ def as_output_view(obj: Any, name: str, length: int) -> memoryview:
     return view
 
 
+def equal_length_views(buffers: dict[str, Any]) -> list[memoryview]:
+    """Byte views of the named buffers, which must all have the same length."""
+    views = [as_bytes_view(obj, name) for name, obj in buffers.items()]
+    names = list(buffers)
+    for name, view in zip(names[1:], views[1:], strict=True):
+        if view.nbytes != views[0].nbytes:
+            raise ParameterError(
+                f"{names[0]} and {name} must have equal lengths, not {views[0].nbytes} and {view.nbytes}"
+            )
+    return views
+
+
 def _address_range(view: memoryview) -> tuple[int, int]:
     start = np.frombuffer(view, dtype=np.uint8).__array_interface__["data"][0]
     return start, start + view.nbytes

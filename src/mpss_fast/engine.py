@@ -12,7 +12,6 @@ slicing the work into chunks. The kernels only compute.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -44,14 +43,27 @@ def _as_bytes(obj: bytes | bytearray) -> bytes:
 
 
 class Engine:
-    """Threshold secret sharing over GF(2^8) on one backend ("native" or "pure")."""
+    """Threshold secret sharing over GF(2^8) on one backend and kernel tier.
 
-    def __init__(self, backend: str | None = None, *, _kernels: ModuleType | None = None) -> None:
-        self._kernels = _kernels if _kernels is not None else _backend.load(backend or "")
+    ``Engine()`` uses what ``MPSS_FAST_BACKEND``/``MPSS_FAST_KERNEL`` chose at import;
+    ``Engine("pure")``, ``Engine("native")`` (its best constant-time tier) and
+    ``Engine("native", kernel="avx2")`` pick one explicitly.
+    """
+
+    def __init__(self, backend: str | None = None, *, kernel: str | None = None, _kernels: Any = None) -> None:
+        if _kernels is not None:
+            self._kernels = _kernels
+        elif backend is None and kernel is None:
+            self._kernels = _backend.kernels
+        else:
+            self._kernels = _backend.load(backend or "native", kernel)
         self.backend: str = self._kernels.NAME
+        self.kernel: str = self._kernels.tier
 
     def __repr__(self) -> str:
-        return f"Engine({self.backend!r})"
+        if self.backend == "pure":
+            return "Engine('pure')"
+        return f"Engine({self.backend!r}, kernel={self.kernel!r})"
 
     # -- single secret -------------------------------------------------------------
 
@@ -173,15 +185,36 @@ class Engine:
         self._kernels.xor(va, vb, vo)
         return va.nbytes
 
+    def reencrypt(self, data: Any, key_in: Any, key_out: Any) -> bytes:
+        """A relay's one-pass re-encryption: ``data XOR key_in XOR key_out``.
+
+        Takes a share one-time-padded with the incoming link key and returns it padded
+        with the outgoing one; the plaintext share is never stored.
+        """
+        views = self._xor3_inputs(data, key_in, key_out)
+        out, out_view = self._kernels.new_bytes(views[0].nbytes)
+        self._kernels.xor3(*views, out_view)
+        return _as_bytes(out)
+
+    def reencrypt_into(self, data: Any, key_in: Any, key_out: Any, out: Any) -> int:
+        """``reencrypt`` into the writable buffer ``out`` (which may be ``data`` itself); returns the length."""
+        va, vb, vc = self._xor3_inputs(data, key_in, key_out)
+        vo = _validate.as_output_view(out, "out", va.nbytes)
+        _validate.check_no_partial_overlap(vo, {"data": va, "key_in": vb, "key_out": vc})
+        self._kernels.xor3(va, vb, vc, vo)
+        return va.nbytes
+
     # -- internals ----------------------------------------------------------------------
 
     @staticmethod
     def _xor_inputs(a: Any, b: Any) -> tuple[memoryview, memoryview]:
-        va = _validate.as_bytes_view(a, "a")
-        vb = _validate.as_bytes_view(b, "b")
-        if va.nbytes != vb.nbytes:
-            raise _validate.ParameterError(f"a and b must have equal lengths, not {va.nbytes} and {vb.nbytes}")
+        va, vb = _validate.equal_length_views({"a": a, "b": b})
         return va, vb
+
+    @staticmethod
+    def _xor3_inputs(data: Any, key_in: Any, key_out: Any) -> tuple[memoryview, memoryview, memoryview]:
+        va, vb, vc = _validate.equal_length_views({"data": data, "key_in": key_in, "key_out": key_out})
+        return va, vb, vc
 
     def _split_views(
         self,

@@ -1,0 +1,467 @@
+/* Shared pieces of the constant-time tiers (gfni512, gfni256, avx2, ssse3, swar).
+ *
+ * Part 1 (always): builders for the per-constant operands of each technique. They run
+ * once per call on public constants only (x coordinates, their powers, Lagrange weights),
+ * so they may use the log/antilog tables and branch freely.
+ *
+ * Part 2 (only when the including file defines MPSS_SIMD_TEMPLATE): the kernels, written
+ * once over a small set of vector primitives that each tier file defines first. Secret
+ * bytes only ever flow through those primitives (loads, stores, XOR, and a multiply by a
+ * public constant that indexes no memory), and every branch and address below depends
+ * only on lengths, counts and the public constants: the kernels are constant time as long
+ * as the primitives are.
+ */
+#ifndef MPSS_SIMD_CONSTS_H
+#define MPSS_SIMD_CONSTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpss_gf256.h"
+#include "mpss_table.h" /* mpss_lagrange_weight */
+
+/* The 8x8 bit matrix of v -> c*v for gf2p8affineqb. The instruction computes output bit
+ * i as parity(A.byte[7 - i] & v), so byte 7 - i holds row i: its bit b is bit i of c*x^b. */
+static inline uint64_t mpss_simd_gf_matrix(const mpss_gf256_field *f, uint8_t c)
+{
+    uint64_t a = 0;
+    for (unsigned b = 0; b < 8; b++) {
+        const unsigned column = mpss_gf256_mul(f, c, (uint8_t)(1u << b));
+        for (unsigned i = 0; i < 8; i++)
+            a |= (uint64_t)((column >> i) & 1) << (8 * (7 - i) + b);
+    }
+    return a;
+}
+
+/* PSHUFB nibble tables: c*v = lo[v & 15] ^ hi[v >> 4] (multiplication is linear). */
+typedef struct {
+    uint8_t lo[16], hi[16];
+} mpss_simd_nibbles;
+
+static inline void mpss_simd_nibble_tables(const mpss_gf256_field *f, uint8_t c, mpss_simd_nibbles *t)
+{
+    for (unsigned v = 0; v < 16; v++) {
+        t->lo[v] = mpss_gf256_mul(f, c, (uint8_t)v);
+        t->hi[v] = mpss_gf256_mul(f, c, (uint8_t)(v << 4));
+    }
+}
+
+/* SWAR: multiple[b] = c*x^b in all eight bytes, so c*v = XOR over the set bits b of v. */
+static inline void mpss_simd_bit_multiples(const mpss_gf256_field *f, uint8_t c, uint64_t multiple[8])
+{
+    for (unsigned b = 0; b < 8; b++)
+        multiple[b] = 0x0101010101010101ull * mpss_gf256_mul(f, c, (uint8_t)(1u << b));
+}
+
+/* Size of part i when total is cut into ceil(total / max) parts as even as possible. */
+static inline size_t mpss_simd_part_size(size_t total, size_t max, size_t i)
+{
+    const size_t parts = (total + max - 1) / max;
+    return total / parts + (i < total % parts);
+}
+
+#endif /* MPSS_SIMD_CONSTS_H */
+
+#ifdef MPSS_SIMD_TEMPLATE
+/*
+ * The including tier file defines:
+ *   MPSS_TARGET       function attributes that enable its instruction set (may be empty)
+ *   MPSS_VEC_W        bytes per vector
+ *   MPSS_EVAL_G       shares evaluated together in one pass (1..8)
+ *   MPSS_COMBINE_G    inputs unrolled in one combine pass (1..8)
+ *   vec_t             a vector of MPSS_VEC_W bytes
+ *   prep_t            a vector made ready for multiplication (e.g. split into nibbles);
+ *                     one prepared coefficient serves every share of a group
+ *   konst_t           the stored operand of one public constant (matrix, tables, multiples)
+ *   kreg_t            the same operand ready for use (e.g. broadcast to a full vector)
+ *   konst_build(f, c, &k), k_load(&k) -> kreg_t
+ *   v_load(p), v_store(p, v), v_zero(), v_xor(a, b), v_prep(v), v_mul(kreg, prep)
+ * and optionally:
+ *   MPSS_MASKED_TAILS with v_load_part(p, n), v_store_part(p, v, n) for 0 < n < MPSS_VEC_W
+ *                     (otherwise tails go through a vector-sized stack buffer)
+ *   MPSS_HAVE_STREAM  with v_stream(p, v) (non-temporal, p aligned) and v_stream_fence()
+ */
+
+/* Every helper is forced inline so that the group size G, the coefficient count M, the
+ * store kind NT and the byte count of a full step are compile-time constants in each
+ * dispatched copy: accumulators, pointers and operands then live in registers and the
+ * full steps carry no tail checks. */
+#define MPSS_INLINE static inline __attribute__((always_inline)) MPSS_TARGET
+
+/* Bytes per block: the groups of one eval block find its coefficients still in L1. */
+#define MPSS_BLOCK (128 * MPSS_VEC_W)
+/* Coefficients per Horner chunk (see simd_eval); also the powers kept per share. */
+#define MPSS_CHUNK 4
+/* Operands per call that fit in the stack buffer; more are malloc'd. */
+#define MPSS_STACK_KONSTS (4096 / sizeof(konst_t))
+
+#ifndef MPSS_MASKED_TAILS
+/* A tail goes through a zeroed vector-sized buffer; memcpy of a public length is
+ * constant time with respect to the bytes it copies. */
+MPSS_INLINE vec_t v_load_part(const uint8_t *p, size_t n)
+{
+    uint8_t tmp[MPSS_VEC_W] = {0};
+    memcpy(tmp, p, n);
+    return v_load(tmp);
+}
+
+MPSS_INLINE void v_store_part(uint8_t *p, vec_t v, size_t n)
+{
+    uint8_t tmp[MPSS_VEC_W];
+    v_store(tmp, v);
+    memcpy(p, tmp, n);
+}
+#endif
+
+/* Non-temporal stores pay off once a call's outputs are too large to stay in the caches
+ * anyway (+40 % at 16 MiB here); below that they would only make the reader miss. */
+#ifndef MPSS_STREAM_MIN
+#define MPSS_STREAM_MIN ((size_t)8 << 20) /* bytes of output */
+#endif
+#ifdef MPSS_HAVE_STREAM
+#define MPSS_STREAMS(bytes) ((bytes) > MPSS_STREAM_MIN)
+#else
+#define MPSS_STREAMS(bytes) 0
+#define v_stream v_store
+MPSS_INLINE void v_stream_fence(void) {}
+#endif
+
+MPSS_INLINE vec_t load_n(const uint8_t *p, size_t n)
+{
+    return n == MPSS_VEC_W ? v_load(p) : v_load_part(p, n);
+}
+
+/* A store of n bytes; NT: non-temporal (full vectors only, at aligned addresses). */
+MPSS_INLINE void store_n(uint8_t *p, vec_t v, size_t n, int NT)
+{
+    if (n == MPSS_VEC_W && NT)
+        v_stream(p, v);
+    else if (n == MPSS_VEC_W)
+        v_store(p, v);
+    else
+        v_store_part(p, v, n);
+}
+
+/* Bytes from p to the next vector boundary, at most len. */
+static inline size_t head_bytes(const uint8_t *p, size_t len)
+{
+    const size_t h = (size_t)(-(uintptr_t)p % MPSS_VEC_W);
+    return h < len ? h : len;
+}
+
+/* Runs bytes [start, start + len) as FULL(t) vector steps and PART(t, nb) short ones
+ * (the last, and with NT a first one that brings `aligned + t` to a vector boundary so
+ * that every full step can stream its stores). */
+#define MPSS_STEPS(FULL, PART, NT, aligned, start, len)                                        \
+    do {                                                                                       \
+        size_t t_ = (start);                                                                   \
+        const size_t end_ = t_ + (len), head_ = (NT) ? head_bytes((aligned) + t_, (len)) : 0;  \
+        if (head_)                                                                             \
+            PART(t_, head_);                                                                   \
+        for (t_ += head_; t_ + MPSS_VEC_W <= end_; t_ += MPSS_VEC_W)                           \
+            FULL(t_);                                                                          \
+        if (t_ < end_)                                                                         \
+            PART(t_, end_ - t_);                                                               \
+    } while (0)
+
+/* Space for `count` operands: the stack buffer when they fit, else the heap (NULL on OOM). */
+static inline konst_t *konst_alloc(size_t count, konst_t *stack)
+{
+    return count <= MPSS_STACK_KONSTS ? stack : (konst_t *)malloc(count * sizeof(konst_t));
+}
+
+static inline void konst_free(konst_t *k, konst_t *stack)
+{
+    if (k != stack)
+        free(k);
+}
+
+/*
+ * Evaluation. With the coefficients cut into chunks of C = min(m, MPSS_CHUNK) from the bottom,
+ *   y = s + sum_k x^(C k) P_k,   P_k = sum_{i<C} c_{C k + i} x^(i+1),
+ * Horner over the chunks from the top one (which holds the odd width) down:
+ *   y <- P_top;  y <- x^C y + P_k for each lower k;  y <- y + s.
+ * Each share keeps the operands of x^1..x^C; every coefficient vector is loaded and
+ * prepared once for the whole group, and with m <= C there is no Horner step at all.
+ *
+ * M is m as a compile-time constant when m <= MPSS_CHUNK (the usual thresholds), so the
+ * group's G x M operands are loaded into registers once per run; M = 0 is any m, with the
+ * operands loaded where they are used. Short steps share one out-of-line copy in which G
+ * is not a constant either.
+ */
+typedef struct {
+    const uint8_t *secret;
+    const uint8_t *const *coeffs;
+    size_t m;
+    const konst_t *kx; /* C per share */
+} eval_args;
+
+/* Bytes [t, t + nb) of the G shares with outputs o and operands K (M > 0) or a->kx. */
+MPSS_INLINE void eval_step(const int G, const int M, const eval_args *a, const kreg_t (*K)[MPSS_CHUNK],
+                           uint8_t *const *o, size_t t, size_t nb, int NT)
+{
+    vec_t acc[MPSS_EVAL_G];
+    const size_t m = M ? (size_t)M : a->m, C = m < MPSS_CHUNK ? m : MPSS_CHUNK, top = (m - 1) / C * C;
+    for (int g = 0; g < G; g++)
+        acc[g] = v_zero();
+    for (size_t j = top;; j -= C) {
+        const size_t width = j == top ? m - top : C;
+        if (j != top)
+            for (int g = 0; g < G; g++)
+                acc[g] = v_mul(k_load(&a->kx[C * g + C - 1]), v_prep(acc[g]));
+        for (size_t i = 0; i < width; i++) {
+            const prep_t p = v_prep(load_n(a->coeffs[j + i] + t, nb));
+            for (int g = 0; g < G; g++)
+                acc[g] = v_xor(acc[g], v_mul(M ? K[g][i] : k_load(&a->kx[C * g + i]), p));
+        }
+        if (j == 0)
+            break;
+    }
+    const vec_t s = load_n(a->secret + t, nb);
+    for (int g = 0; g < G; g++)
+        store_n(o[g] + t, v_xor(acc[g], s), nb, NT);
+}
+
+MPSS_TARGET __attribute__((noinline)) static void eval_part(size_t g, const eval_args *a, uint8_t *const *o,
+                                                            size_t t, size_t nb)
+{
+    eval_step((int)g, 0, a, NULL, o, t, nb, 0);
+}
+
+/* Bytes [start, start + len) of shares outs[0..G). */
+MPSS_INLINE void eval_run(const int G, const int M, const int NT, const eval_args *a, uint8_t *const *outs,
+                          size_t start, size_t len)
+{
+    uint8_t *o[MPSS_EVAL_G];
+    kreg_t K[MPSS_EVAL_G][MPSS_CHUNK];
+    for (int g = 0; g < G; g++) {
+        o[g] = outs[g];
+        for (int i = 0; i < M; i++)
+            K[g][i] = k_load(&a->kx[M * g + i]);
+    }
+#define MPSS_EVAL_FULL(t) eval_step(G, M, a, K, o, t, MPSS_VEC_W, NT)
+#define MPSS_EVAL_PART(t, nb) eval_part(G, a, o, t, nb)
+    MPSS_STEPS(MPSS_EVAL_FULL, MPSS_EVAL_PART, NT, o[0], start, len);
+#undef MPSS_EVAL_FULL
+#undef MPSS_EVAL_PART
+}
+
+#if MPSS_CHUNK != 4
+#error "eval_group dispatches m = 1..4 to compile-time copies"
+#endif
+
+/* Shares outs[0..g) over bytes [start, start + len); nt: stream, if their alignments agree. */
+MPSS_TARGET static void eval_group(size_t g, const eval_args *a, uint8_t *const *outs, int nt, size_t start,
+                                   size_t len)
+{
+    for (size_t i = 1; i < g; i++)
+        nt &= (uintptr_t)(outs[i] - outs[0]) % MPSS_VEC_W == 0;
+#define MPSS_EVAL_RUN(G, M)                                                                    \
+    (nt ? eval_run(G, M, 1, a, outs, start, len) : eval_run(G, M, 0, a, outs, start, len))
+#define MPSS_EVAL_CASE(G)                                                                      \
+    case G:                                                                                    \
+        switch (a->m) {                                                                        \
+        case 1: MPSS_EVAL_RUN(G, 1); break;                                                    \
+        case 2: MPSS_EVAL_RUN(G, 2); break;                                                    \
+        case 3: MPSS_EVAL_RUN(G, 3); break;                                                    \
+        case 4: MPSS_EVAL_RUN(G, 4); break;                                                    \
+        default: MPSS_EVAL_RUN(G, 0); break;                                                   \
+        }                                                                                      \
+        break
+    switch (g) {
+    MPSS_EVAL_CASE(1);
+#if MPSS_EVAL_G >= 2
+    MPSS_EVAL_CASE(2);
+#endif
+#if MPSS_EVAL_G >= 3
+    MPSS_EVAL_CASE(3);
+#endif
+#if MPSS_EVAL_G >= 4
+    MPSS_EVAL_CASE(4);
+#endif
+#if MPSS_EVAL_G >= 5
+    MPSS_EVAL_CASE(5);
+#endif
+#if MPSS_EVAL_G >= 6
+    MPSS_EVAL_CASE(6);
+#endif
+#if MPSS_EVAL_G >= 7
+    MPSS_EVAL_CASE(7);
+#endif
+#if MPSS_EVAL_G >= 8
+    MPSS_EVAL_CASE(8);
+#endif
+    default: break;
+    }
+#undef MPSS_EVAL_CASE
+#undef MPSS_EVAL_RUN
+}
+
+MPSS_TARGET static int simd_eval(const mpss_gf256_field *f, const uint8_t *secret, const uint8_t *const *coeffs,
+                                 size_t m, const uint8_t *xs, uint8_t *const *outs, size_t n, size_t len)
+{
+    if (len == 0)
+        return 0;
+    const size_t C = m < MPSS_CHUNK ? m : MPSS_CHUNK;
+    konst_t stack[MPSS_STACK_KONSTS];
+    konst_t *kx = konst_alloc(n * C, stack);
+    if (!kx)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t p = 1;
+        for (size_t e = 0; e < C; e++) {
+            p = mpss_gf256_mul(f, p, xs[i]);
+            konst_build(f, p, &kx[C * i + e]);
+        }
+    }
+    const int nt = MPSS_STREAMS(n * len);
+    /* One group writes each share once; more groups go block by block so that each
+     * re-reads the coefficients from L1. */
+    const size_t block = n <= MPSS_EVAL_G ? len : MPSS_BLOCK;
+    for (size_t start = 0; start < len; start += block) {
+        const size_t size = len - start < block ? len - start : block;
+        for (size_t gi = 0, i = 0, g; i < n; gi++, i += g) {
+            g = mpss_simd_part_size(n, MPSS_EVAL_G, gi);
+            const eval_args a = {secret, coeffs, m, kx + C * i};
+            eval_group(g, &a, outs + i, nt, start, size);
+        }
+    }
+    if (nt)
+        v_stream_fence();
+    konst_free(kx, stack);
+    return 0;
+}
+
+/* Combine: out = sum_i w_i y_i in one pass. The first G inputs are unrolled (their
+ * pointers and operands stay in registers); any further ones, and all of them in the one
+ * out-of-line copy for short steps (G = 0), are added in a loop. */
+MPSS_INLINE void combine_step(const int G, const uint8_t *const *y, const kreg_t *K, const uint8_t *const *ys,
+                              size_t count, const konst_t *kw, uint8_t *out, size_t t, size_t nb, int NT)
+{
+    vec_t acc = v_zero();
+    for (int q = 0; q < G; q++)
+        acc = v_xor(acc, v_mul(K[q], v_prep(load_n(y[q] + t, nb))));
+    for (size_t q = G; q < count; q++)
+        acc = v_xor(acc, v_mul(k_load(&kw[q]), v_prep(load_n(ys[q] + t, nb))));
+    store_n(out + t, acc, nb, NT);
+}
+
+MPSS_TARGET __attribute__((noinline)) static void combine_part(const uint8_t *const *ys, size_t count,
+                                                               const konst_t *kw, uint8_t *out, size_t t, size_t nb)
+{
+    combine_step(0, NULL, NULL, ys, count, kw, out, t, nb, 0);
+}
+
+MPSS_INLINE void combine_run(const int G, const int NT, const uint8_t *const *ys, size_t count, const konst_t *kw,
+                             uint8_t *out, size_t len)
+{
+    const uint8_t *y[MPSS_COMBINE_G];
+    kreg_t K[MPSS_COMBINE_G];
+    for (int q = 0; q < G; q++) {
+        y[q] = ys[q];
+        K[q] = k_load(&kw[q]);
+    }
+#define MPSS_COMBINE_FULL(t) combine_step(G, y, K, ys, count, kw, out, t, MPSS_VEC_W, NT)
+#define MPSS_COMBINE_PART(t, nb) combine_part(ys, count, kw, out, t, nb)
+    MPSS_STEPS(MPSS_COMBINE_FULL, MPSS_COMBINE_PART, NT, out, 0, len);
+#undef MPSS_COMBINE_FULL
+#undef MPSS_COMBINE_PART
+}
+
+MPSS_TARGET static int simd_interpolate(const mpss_gf256_field *f, const uint8_t *xs, const uint8_t *const *ys,
+                                        size_t count, uint8_t *out, size_t len)
+{
+    if (len == 0)
+        return 0;
+    konst_t stack[MPSS_STACK_KONSTS];
+    konst_t *kw = konst_alloc(count, stack);
+    if (!kw)
+        return -1;
+    for (size_t i = 0; i < count; i++)
+        konst_build(f, mpss_lagrange_weight(f, xs, count, i), &kw[i]);
+    const int nt = MPSS_STREAMS(len);
+#define MPSS_COMBINE_CASE(G)                                                                   \
+    case G:                                                                                    \
+        if (nt)                                                                                \
+            combine_run(G, 1, ys, count, kw, out, len);                                        \
+        else                                                                                   \
+            combine_run(G, 0, ys, count, kw, out, len);                                        \
+        break
+    switch (count < MPSS_COMBINE_G ? count : MPSS_COMBINE_G) {
+    MPSS_COMBINE_CASE(1);
+#if MPSS_COMBINE_G >= 2
+    MPSS_COMBINE_CASE(2);
+#endif
+#if MPSS_COMBINE_G >= 3
+    MPSS_COMBINE_CASE(3);
+#endif
+#if MPSS_COMBINE_G >= 4
+    MPSS_COMBINE_CASE(4);
+#endif
+#if MPSS_COMBINE_G >= 5
+    MPSS_COMBINE_CASE(5);
+#endif
+#if MPSS_COMBINE_G >= 6
+    MPSS_COMBINE_CASE(6);
+#endif
+#if MPSS_COMBINE_G >= 7
+    MPSS_COMBINE_CASE(7);
+#endif
+#if MPSS_COMBINE_G >= 8
+    MPSS_COMBINE_CASE(8);
+#endif
+    default: break;
+    }
+#undef MPSS_COMBINE_CASE
+    if (nt)
+        v_stream_fence();
+    konst_free(kw, stack);
+    return 0;
+}
+
+/* XOR of two or three buffers; `out` may be exactly one of the inputs, as every step
+ * loads its inputs before it stores. */
+MPSS_INLINE void xor_step(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out, size_t t, size_t nb,
+                          int NT)
+{
+    vec_t v = v_xor(load_n(a + t, nb), load_n(b + t, nb));
+    if (c)
+        v = v_xor(v, load_n(c + t, nb));
+    store_n(out + t, v, nb, NT);
+}
+
+MPSS_INLINE void xor_run(const int NT, const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out,
+                         size_t len)
+{
+#define MPSS_XOR_FULL(t) xor_step(a, b, c, out, t, MPSS_VEC_W, NT)
+#define MPSS_XOR_PART(t, nb) xor_step(a, b, c, out, t, nb, 0)
+    MPSS_STEPS(MPSS_XOR_FULL, MPSS_XOR_PART, NT, out, 0, len);
+#undef MPSS_XOR_FULL
+#undef MPSS_XOR_PART
+}
+
+MPSS_INLINE void xor_any(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out, size_t len)
+{
+    if (MPSS_STREAMS(len)) {
+        xor_run(1, a, b, c, out, len);
+        v_stream_fence();
+    } else {
+        xor_run(0, a, b, c, out, len);
+    }
+}
+
+MPSS_TARGET static void simd_xor2(const uint8_t *a, const uint8_t *b, uint8_t *out, size_t len)
+{
+    xor_any(a, b, NULL, out, len);
+}
+
+MPSS_TARGET static void simd_xor3(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out, size_t len)
+{
+    xor_any(a, b, c, out, len);
+}
+
+#undef MPSS_STEPS
+#undef MPSS_INLINE
+#endif /* MPSS_SIMD_TEMPLATE */
