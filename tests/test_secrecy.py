@@ -101,3 +101,13 @@ def test_fork_gives_parent_and_child_different_coefficients(engine: Engine) -> N
     os.waitpid(pid, 0)
     assert len(child) == 64
     assert child != parent
+
+
+def test_short_secret_path_is_uniform(engine: Engine) -> None:
+    """Short secrets take the one-call path (coefficients from getrandom); its shares are uniform too."""
+    counts = np.zeros(256, dtype=np.int64)
+    for _ in range(8000):
+        share = engine.split(bytes(64), 2, 2)[0]  # y = 0 + c * 1: the coefficient bytes themselves
+        counts += np.bincount(np.frombuffer(share, dtype=np.uint8)[1:], minlength=256)
+    assert counts[0] > 0
+    assert chisquare(counts).pvalue > P_MIN

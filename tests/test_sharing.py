@@ -169,3 +169,12 @@ def test_result_types(engine: Engine) -> None:
     assert type(shares) is list and all(type(s) is bytes for s in shares)
     assert type(engine.combine(shares)) is bytes
     assert type(engine.xor(b"ab", b"cd")) is bytes
+
+
+@pytest.mark.parametrize("length", [2047, 2048, 2049])
+def test_short_and_general_paths_meet(engine: Engine, length: int) -> None:
+    """k=3 draws 2 coefficient bytes per secret byte: 2048 bytes is the last one-call split."""
+    secret = os.urandom(length)
+    shares = engine.split(secret, 3, 4)
+    assert engine.combine(shares[1:]) == secret
+    assert engine.combine([shares[0], shares[3], shares[2]]) == secret

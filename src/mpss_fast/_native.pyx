@@ -42,7 +42,22 @@ cdef extern from "mpss_tiers.h" nogil:
     const mpss_tier *mpss_tier_named(const char *name)
     const mpss_tier *mpss_tier_best()
 
+cdef extern from "mpss_osrandom.h" nogil:
+    int mpss_os_random(void *buf, size_t length)
+    void mpss_wipe(void *buf, size_t length)
+
+cdef extern from "mpss_osrandom.h" nogil:
+    int mpss_os_random(void *buf, size_t length)
+    void mpss_wipe(void *buf, size_t length)
+
 mpss_gf256_init()
+
+cdef enum:
+    SMALL_MAX = 4096
+
+SMALL_SPLIT_BYTES = SMALL_MAX
+"""The most coefficient bytes ``Kernels.split_small`` draws (on the stack, in one call)."""
+
 
 
 def _all_tiers():
@@ -196,6 +211,40 @@ cdef class Kernels:
                              &xs[0], o.ptrs, <size_t>o.count, <size_t>secret.shape[0])
         if rc != 0:
             raise MemoryError()
+
+    def split_small(self, int poly, const uint8_t[::1] secret, Py_ssize_t m, const uint8_t[::1] xs):
+        """Split a short secret in one call: coefficients from the OS, new ``x || y`` shares.
+
+        For ``m * len(secret) <= SMALL_SPLIT_BYTES``. The coefficients live on the stack
+        and are wiped before returning. Returns None where the OS offers no direct source
+        (the caller then takes the general path).
+        """
+        cdef const mpss_gf256_field *f = _field(poly)
+        cdef Py_ssize_t length = secret.shape[0]
+        cdef Py_ssize_t n = xs.shape[0]
+        cdef Py_ssize_t i, j
+        cdef uint8_t coeff[SMALL_MAX]
+        cdef const uint8_t *cptr[255]
+        cdef uint8_t *optr[255]
+        cdef int rc
+        if m * length > SMALL_MAX or length < 1 or not 1 <= m <= 254 or not 1 <= n <= 255:
+            raise ValueError("split_small: arguments out of range")  # unreachable via Engine
+        shares = []
+        for i in range(n):
+            share = PyBytes_FromStringAndSize(NULL, length + 1)
+            optr[i] = <uint8_t *>PyBytes_AS_STRING(share)
+            optr[i][0] = xs[i]
+            optr[i] += 1
+            shares.append(share)
+        for j in range(m):
+            cptr[j] = coeff + j * length
+        if mpss_os_random(coeff, m * length) != 0:
+            return None
+        rc = self.t.eval(f, &secret[0], cptr, m, &xs[0], optr, n, length)
+        mpss_wipe(coeff, m * length)
+        if rc != 0:
+            raise MemoryError()
+        return shares
 
     def interpolate(self, int poly, const uint8_t[::1] xs, ys, uint8_t[::1] out):
         """out = sum_i w_i * ys[i], the Lagrange interpolation of the points at x = 0."""

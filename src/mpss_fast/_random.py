@@ -63,4 +63,3 @@ def scratch(nbytes: int) -> memoryview:
         buf = bytearray(nbytes + SLACK)
         _local.buf = buf
     return memoryview(buf)
-

@@ -32,6 +32,8 @@ def check_int(value: Any, name: str) -> int:
 
 
 def check_poly(poly: Any) -> int:
+    if type(poly) is int and poly in POLYS:  # the common case, cheaply
+        return poly
     poly = check_int(poly, "poly")
     if poly not in POLYS:
         raise ParameterError(f"poly must be 0x11B or 0x11D, not {poly:#x}")
@@ -39,6 +41,8 @@ def check_poly(poly: Any) -> int:
 
 
 def check_k_n(k: Any, n: Any) -> tuple[int, int]:
+    if type(k) is int and type(n) is int and 2 <= k <= n <= MAX_SHARES:  # the common case, cheaply
+        return k, n
     k = check_int(k, "k")
     n = check_int(n, "n")
     if not 2 <= n <= MAX_SHARES:
@@ -48,6 +52,14 @@ def check_k_n(k: Any, n: Any) -> tuple[int, int]:
     if k > n:
         raise ParameterError(f"k ({k}) must not exceed n ({n})")
     return k, n
+
+
+_DEFAULT_XS = [bytes(range(1, n + 1)) for n in range(MAX_SHARES + 1)]
+
+
+def default_xs(n: int) -> bytes:
+    """The x coordinates 1..n."""
+    return _DEFAULT_XS[n]
 
 
 def check_xs(
@@ -70,6 +82,8 @@ def check_xs(
 
 def as_bytes_view(obj: Any, name: str) -> memoryview:
     """A read-only 1-D ``'B'`` view of a C-contiguous bytes-like object."""
+    if type(obj) is bytes:  # the common case, cheaply
+        return memoryview(obj)
     if isinstance(obj, str):
         raise InputTypeError(f"{name} must be bytes-like, not str (encode it first)")
     try:

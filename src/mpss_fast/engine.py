@@ -23,6 +23,8 @@ from ._random import fill_random, scratch, wipe
 Rng = Callable[[int], Any]
 """An injected randomness source: ``rng(nbytes)`` returns exactly ``nbytes`` bytes."""
 
+_SMALL_SPLIT_BYTES = 4096  # = _native.SMALL_SPLIT_BYTES
+
 COEFF_CHUNK_BYTES = 4 << 20
 """Coefficient bytes drawn per randomness call, which bounds memory for large secrets."""
 
@@ -59,6 +61,8 @@ class Engine:
             self._kernels = _backend.load(backend or "native", kernel)
         self.backend: str = self._kernels.NAME
         self.kernel: str = self._kernels.tier
+        # Native only: a short secret split in one call, coefficients drawn from the OS inside.
+        self._split_small = getattr(self._kernels, "split_small", None)
 
     def __repr__(self) -> str:
         if self.backend == "pure":
@@ -84,10 +88,14 @@ class Engine:
         """
         k, n = _validate.check_k_n(k, n)
         poly = _validate.check_poly(poly)
-        xs_b = bytes(range(1, n + 1)) if xs is None else _validate.check_xs(xs, n)
+        xs_b = _validate.default_xs(n) if xs is None else _validate.check_xs(xs, n)
         rng = _validate.check_rng(rng)
         view = _validate.as_bytes_view(secret, "secret")
         _validate.check_secret_length(view.nbytes)
+        if rng is None and (k - 1) * view.nbytes <= _SMALL_SPLIT_BYTES:
+            small = self._split_small(poly, view, k - 1, xs_b) if self._split_small else None
+            if small is not None:
+                return small  # type: ignore[no-any-return]
         shares = [self._kernels.new_bytes(view.nbytes + 1) for _ in range(n)]
         for (_, share_view), x in zip(shares, xs_b, strict=True):
             share_view[0] = x
@@ -128,7 +136,7 @@ class Engine:
         """
         k, n = _validate.check_k_n(k, n)
         poly = _validate.check_poly(poly)
-        xs_b = bytes(range(1, n + 1)) if xs is None else _validate.check_xs(xs, n)
+        xs_b = _validate.default_xs(n) if xs is None else _validate.check_xs(xs, n)
         rng = _validate.check_rng(rng)
         secrets = _validate.check_array(secrets, "secrets", 2)
         _validate.check_secret_length(secrets.nbytes, "secrets")
