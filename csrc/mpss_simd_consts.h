@@ -81,7 +81,9 @@ static inline size_t mpss_simd_part_size(size_t total, size_t max, size_t i)
  * and optionally:
  *   MPSS_MASKED_TAILS with v_load_part(p, n), v_store_part(p, v, n) for 0 < n < MPSS_VEC_W
  *                     (otherwise tails go through a vector-sized stack buffer)
- *   MPSS_HAVE_STREAM  with v_stream(p, v) (non-temporal, p aligned) and v_stream_fence()
+ *   MPSS_HAVE_STREAM  with v_stream(p, v) (non-temporal, p aligned) and v_stream_fence():
+ *                     combine and XOR stream their output above MPSS_STREAM_MIN bytes
+ *   MPSS_EVAL_STREAM_G  shares per group when eval streams too (default 0: it never does)
  */
 
 /* Every helper is forced inline so that the group size G, the coefficient count M, the
@@ -116,9 +118,13 @@ MPSS_INLINE void v_store_part(uint8_t *p, vec_t v, size_t n)
 #endif
 
 /* Non-temporal stores pay off once a call's outputs are too large to stay in the caches
- * anyway (+40 % at 16 MiB here); below that they would only make the reader miss. */
+ * anyway (measured at 16 MiB: XOR and combine 10-40 % faster); below that they would
+ * only make the reader of the outputs miss. */
 #ifndef MPSS_STREAM_MIN
 #define MPSS_STREAM_MIN ((size_t)8 << 20) /* bytes of output */
+#endif
+#ifndef MPSS_EVAL_STREAM_G
+#define MPSS_EVAL_STREAM_G 0
 #endif
 #ifdef MPSS_HAVE_STREAM
 #define MPSS_STREAMS(bytes) ((bytes) > MPSS_STREAM_MIN)
@@ -186,7 +192,7 @@ static inline void konst_free(konst_t *k, konst_t *stack)
  * Each share keeps the operands of x^1..x^C; every coefficient vector is loaded and
  * prepared once for the whole group, and with m <= C there is no Horner step at all.
  *
- * M is m as a compile-time constant when m <= MPSS_CHUNK (the usual thresholds), so the
+ * M is m as a compile-time constant when m <= MPSS_CHUNK (thresholds k <= 5), so the
  * group's G x M operands are loaded into registers once per run; M = 0 is any m, with the
  * operands loaded where they are used. Short steps share one out-of-line copy in which G
  * is not a constant either.
@@ -199,46 +205,46 @@ typedef struct {
 } eval_args;
 
 /* Bytes [t, t + nb) of the G shares with outputs o and operands K (M > 0) or a->kx. */
-MPSS_INLINE void eval_step(const int G, const int M, const eval_args *a, const kreg_t (*K)[MPSS_CHUNK],
+MPSS_INLINE void eval_step(const size_t G, const size_t M, const eval_args *a, kreg_t (*K)[MPSS_CHUNK],
                            uint8_t *const *o, size_t t, size_t nb, int NT)
 {
-    vec_t acc[MPSS_EVAL_G];
-    const size_t m = M ? (size_t)M : a->m, C = m < MPSS_CHUNK ? m : MPSS_CHUNK, top = (m - 1) / C * C;
-    for (int g = 0; g < G; g++)
+    vec_t acc[8];
+    const size_t m = M ? M : a->m, C = m < MPSS_CHUNK ? m : MPSS_CHUNK, top = (m - 1) / C * C;
+    for (size_t g = 0; g < G; g++)
         acc[g] = v_zero();
     for (size_t j = top;; j -= C) {
         const size_t width = j == top ? m - top : C;
         if (j != top)
-            for (int g = 0; g < G; g++)
+            for (size_t g = 0; g < G; g++)
                 acc[g] = v_mul(k_load(&a->kx[C * g + C - 1]), v_prep(acc[g]));
         for (size_t i = 0; i < width; i++) {
             const prep_t p = v_prep(load_n(a->coeffs[j + i] + t, nb));
-            for (int g = 0; g < G; g++)
+            for (size_t g = 0; g < G; g++)
                 acc[g] = v_xor(acc[g], v_mul(M ? K[g][i] : k_load(&a->kx[C * g + i]), p));
         }
         if (j == 0)
             break;
     }
     const vec_t s = load_n(a->secret + t, nb);
-    for (int g = 0; g < G; g++)
+    for (size_t g = 0; g < G; g++)
         store_n(o[g] + t, v_xor(acc[g], s), nb, NT);
 }
 
 MPSS_TARGET __attribute__((noinline)) static void eval_part(size_t g, const eval_args *a, uint8_t *const *o,
                                                             size_t t, size_t nb)
 {
-    eval_step((int)g, 0, a, NULL, o, t, nb, 0);
+    eval_step(g, 0, a, NULL, o, t, nb, 0);
 }
 
 /* Bytes [start, start + len) of shares outs[0..G). */
-MPSS_INLINE void eval_run(const int G, const int M, const int NT, const eval_args *a, uint8_t *const *outs,
-                          size_t start, size_t len)
+MPSS_INLINE void eval_run(const size_t G, const size_t M, const int NT, const eval_args *a,
+                          uint8_t *const *outs, size_t start, size_t len)
 {
-    uint8_t *o[MPSS_EVAL_G];
-    kreg_t K[MPSS_EVAL_G][MPSS_CHUNK];
-    for (int g = 0; g < G; g++) {
+    uint8_t *o[8];
+    kreg_t K[8][MPSS_CHUNK];
+    for (size_t g = 0; g < G; g++) {
         o[g] = outs[g];
-        for (int i = 0; i < M; i++)
+        for (size_t i = 0; i < M; i++)
             K[g][i] = k_load(&a->kx[M * g + i]);
     }
 #define MPSS_EVAL_FULL(t) eval_step(G, M, a, K, o, t, MPSS_VEC_W, NT)
@@ -248,59 +254,54 @@ MPSS_INLINE void eval_run(const int G, const int M, const int NT, const eval_arg
 #undef MPSS_EVAL_PART
 }
 
-#if MPSS_CHUNK != 4
-#error "eval_group dispatches m = 1..4 to compile-time copies"
+/* switch (v) over 1..8, each case running CASE(constant). */
+#define MPSS_SWITCH_8(v, CASE)                                                                 \
+    switch (v) {                                                                               \
+    case 1: CASE(1); break;                                                                    \
+    case 2: CASE(2); break;                                                                    \
+    case 3: CASE(3); break;                                                                    \
+    case 4: CASE(4); break;                                                                    \
+    case 5: CASE(5); break;                                                                    \
+    case 6: CASE(6); break;                                                                    \
+    case 7: CASE(7); break;                                                                    \
+    case 8: CASE(8); break;                                                                    \
+    default: break;                                                                            \
+    }
+
+#if MPSS_CHUNK != 4 || MPSS_EVAL_G > 8 || MPSS_COMBINE_G > 8
+#error "the dispatch below covers m = 1..4 and groups of up to 8"
 #endif
 
-/* Shares outs[0..g) over bytes [start, start + len); nt: stream, if their alignments agree. */
+/* Shares outs[0..g) over bytes [start, start + len); nt: stream, if their alignments agree.
+ * The cases above MPSS_EVAL_G (or MPSS_EVAL_STREAM_G) are never reached and compile away. */
 MPSS_TARGET static void eval_group(size_t g, const eval_args *a, uint8_t *const *outs, int nt, size_t start,
                                    size_t len)
 {
     for (size_t i = 1; i < g; i++)
-        nt &= (uintptr_t)(outs[i] - outs[0]) % MPSS_VEC_W == 0;
+        nt &= (uintptr_t)outs[i] % MPSS_VEC_W == (uintptr_t)outs[0] % MPSS_VEC_W;
 #define MPSS_EVAL_RUN(G, M)                                                                    \
-    (nt ? eval_run(G, M, 1, a, outs, start, len) : eval_run(G, M, 0, a, outs, start, len))
-#define MPSS_EVAL_CASE(G)                                                                      \
-    case G:                                                                                    \
-        switch (a->m) {                                                                        \
-        case 1: MPSS_EVAL_RUN(G, 1); break;                                                    \
-        case 2: MPSS_EVAL_RUN(G, 2); break;                                                    \
-        case 3: MPSS_EVAL_RUN(G, 3); break;                                                    \
-        case 4: MPSS_EVAL_RUN(G, 4); break;                                                    \
-        default: MPSS_EVAL_RUN(G, 0); break;                                                   \
-        }                                                                                      \
-        break
-    switch (g) {
-    MPSS_EVAL_CASE(1);
-#if MPSS_EVAL_G >= 2
-    MPSS_EVAL_CASE(2);
-#endif
-#if MPSS_EVAL_G >= 3
-    MPSS_EVAL_CASE(3);
-#endif
-#if MPSS_EVAL_G >= 4
-    MPSS_EVAL_CASE(4);
-#endif
-#if MPSS_EVAL_G >= 5
-    MPSS_EVAL_CASE(5);
-#endif
-#if MPSS_EVAL_G >= 6
-    MPSS_EVAL_CASE(6);
-#endif
-#if MPSS_EVAL_G >= 7
-    MPSS_EVAL_CASE(7);
-#endif
-#if MPSS_EVAL_G >= 8
-    MPSS_EVAL_CASE(8);
-#endif
-    default: break;
+    do {                                                                                       \
+        if (nt && (G) <= MPSS_EVAL_STREAM_G)                                                   \
+            eval_run(G, M, 1, a, outs, start, len);                                            \
+        else if ((G) <= MPSS_EVAL_G)                                                           \
+            eval_run(G, M, 0, a, outs, start, len);                                            \
+    } while (0)
+#define MPSS_EVAL_M(G)                                                                         \
+    switch (a->m) {                                                                            \
+    case 1: MPSS_EVAL_RUN(G, 1); break;                                                        \
+    case 2: MPSS_EVAL_RUN(G, 2); break;                                                        \
+    case 3: MPSS_EVAL_RUN(G, 3); break;                                                        \
+    case 4: MPSS_EVAL_RUN(G, 4); break;                                                        \
+    default: MPSS_EVAL_RUN(G, 0); break;                                                       \
     }
-#undef MPSS_EVAL_CASE
+    MPSS_SWITCH_8(g, MPSS_EVAL_M)
+#undef MPSS_EVAL_M
 #undef MPSS_EVAL_RUN
 }
 
-MPSS_TARGET static int simd_eval(const mpss_gf256_field *f, const uint8_t *secret, const uint8_t *const *coeffs,
-                                 size_t m, const uint8_t *xs, uint8_t *const *outs, size_t n, size_t len)
+MPSS_TARGET static int simd_eval(const mpss_gf256_field *f, const uint8_t *secret,
+                                 const uint8_t *const *coeffs, size_t m, const uint8_t *xs,
+                                 uint8_t *const *outs, size_t n, size_t len)
 {
     if (len == 0)
         return 0;
@@ -316,14 +317,15 @@ MPSS_TARGET static int simd_eval(const mpss_gf256_field *f, const uint8_t *secre
             konst_build(f, p, &kx[C * i + e]);
         }
     }
-    const int nt = MPSS_STREAMS(n * len);
+    const int nt = MPSS_EVAL_STREAM_G > 0 && MPSS_STREAMS(n * len);
+    const size_t group = nt ? MPSS_EVAL_STREAM_G : MPSS_EVAL_G;
     /* One group writes each share once; more groups go block by block so that each
      * re-reads the coefficients from L1. */
-    const size_t block = n <= MPSS_EVAL_G ? len : MPSS_BLOCK;
+    const size_t block = n <= group ? len : MPSS_BLOCK;
     for (size_t start = 0; start < len; start += block) {
         const size_t size = len - start < block ? len - start : block;
         for (size_t gi = 0, i = 0, g; i < n; gi++, i += g) {
-            g = mpss_simd_part_size(n, MPSS_EVAL_G, gi);
+            g = mpss_simd_part_size(n, group, gi);
             const eval_args a = {secret, coeffs, m, kx + C * i};
             eval_group(g, &a, outs + i, nt, start, size);
         }
@@ -337,11 +339,12 @@ MPSS_TARGET static int simd_eval(const mpss_gf256_field *f, const uint8_t *secre
 /* Combine: out = sum_i w_i y_i in one pass. The first G inputs are unrolled (their
  * pointers and operands stay in registers); any further ones, and all of them in the one
  * out-of-line copy for short steps (G = 0), are added in a loop. */
-MPSS_INLINE void combine_step(const int G, const uint8_t *const *y, const kreg_t *K, const uint8_t *const *ys,
-                              size_t count, const konst_t *kw, uint8_t *out, size_t t, size_t nb, int NT)
+MPSS_INLINE void combine_step(const size_t G, const uint8_t *const *y, const kreg_t *K,
+                              const uint8_t *const *ys, size_t count, const konst_t *kw, uint8_t *out,
+                              size_t t, size_t nb, int NT)
 {
     vec_t acc = v_zero();
-    for (int q = 0; q < G; q++)
+    for (size_t q = 0; q < G; q++)
         acc = v_xor(acc, v_mul(K[q], v_prep(load_n(y[q] + t, nb))));
     for (size_t q = G; q < count; q++)
         acc = v_xor(acc, v_mul(k_load(&kw[q]), v_prep(load_n(ys[q] + t, nb))));
@@ -349,17 +352,18 @@ MPSS_INLINE void combine_step(const int G, const uint8_t *const *y, const kreg_t
 }
 
 MPSS_TARGET __attribute__((noinline)) static void combine_part(const uint8_t *const *ys, size_t count,
-                                                               const konst_t *kw, uint8_t *out, size_t t, size_t nb)
+                                                               const konst_t *kw, uint8_t *out, size_t t,
+                                                               size_t nb)
 {
     combine_step(0, NULL, NULL, ys, count, kw, out, t, nb, 0);
 }
 
-MPSS_INLINE void combine_run(const int G, const int NT, const uint8_t *const *ys, size_t count, const konst_t *kw,
-                             uint8_t *out, size_t len)
+MPSS_INLINE void combine_run(const size_t G, const int NT, const uint8_t *const *ys, size_t count,
+                             const konst_t *kw, uint8_t *out, size_t len)
 {
-    const uint8_t *y[MPSS_COMBINE_G];
-    kreg_t K[MPSS_COMBINE_G];
-    for (int q = 0; q < G; q++) {
+    const uint8_t *y[8];
+    kreg_t K[8];
+    for (size_t q = 0; q < G; q++) {
         y[q] = ys[q];
         K[q] = k_load(&kw[q]);
     }
@@ -370,8 +374,8 @@ MPSS_INLINE void combine_run(const int G, const int NT, const uint8_t *const *ys
 #undef MPSS_COMBINE_PART
 }
 
-MPSS_TARGET static int simd_interpolate(const mpss_gf256_field *f, const uint8_t *xs, const uint8_t *const *ys,
-                                        size_t count, uint8_t *out, size_t len)
+MPSS_TARGET static int simd_interpolate(const mpss_gf256_field *f, const uint8_t *xs,
+                                        const uint8_t *const *ys, size_t count, uint8_t *out, size_t len)
 {
     if (len == 0)
         return 0;
@@ -382,39 +386,17 @@ MPSS_TARGET static int simd_interpolate(const mpss_gf256_field *f, const uint8_t
     for (size_t i = 0; i < count; i++)
         konst_build(f, mpss_lagrange_weight(f, xs, count, i), &kw[i]);
     const int nt = MPSS_STREAMS(len);
-#define MPSS_COMBINE_CASE(G)                                                                   \
-    case G:                                                                                    \
+#define MPSS_COMBINE_RUN(G)                                                                    \
+    do {                                                                                       \
+        if ((G) > MPSS_COMBINE_G)                                                              \
+            break;                                                                             \
         if (nt)                                                                                \
             combine_run(G, 1, ys, count, kw, out, len);                                        \
         else                                                                                   \
             combine_run(G, 0, ys, count, kw, out, len);                                        \
-        break
-    switch (count < MPSS_COMBINE_G ? count : MPSS_COMBINE_G) {
-    MPSS_COMBINE_CASE(1);
-#if MPSS_COMBINE_G >= 2
-    MPSS_COMBINE_CASE(2);
-#endif
-#if MPSS_COMBINE_G >= 3
-    MPSS_COMBINE_CASE(3);
-#endif
-#if MPSS_COMBINE_G >= 4
-    MPSS_COMBINE_CASE(4);
-#endif
-#if MPSS_COMBINE_G >= 5
-    MPSS_COMBINE_CASE(5);
-#endif
-#if MPSS_COMBINE_G >= 6
-    MPSS_COMBINE_CASE(6);
-#endif
-#if MPSS_COMBINE_G >= 7
-    MPSS_COMBINE_CASE(7);
-#endif
-#if MPSS_COMBINE_G >= 8
-    MPSS_COMBINE_CASE(8);
-#endif
-    default: break;
-    }
-#undef MPSS_COMBINE_CASE
+    } while (0)
+    MPSS_SWITCH_8(count < MPSS_COMBINE_G ? count : MPSS_COMBINE_G, MPSS_COMBINE_RUN)
+#undef MPSS_COMBINE_RUN
     if (nt)
         v_stream_fence();
     konst_free(kw, stack);
@@ -423,8 +405,8 @@ MPSS_TARGET static int simd_interpolate(const mpss_gf256_field *f, const uint8_t
 
 /* XOR of two or three buffers; `out` may be exactly one of the inputs, as every step
  * loads its inputs before it stores. */
-MPSS_INLINE void xor_step(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out, size_t t, size_t nb,
-                          int NT)
+MPSS_INLINE void xor_step(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out, size_t t,
+                          size_t nb, int NT)
 {
     vec_t v = v_xor(load_n(a + t, nb), load_n(b + t, nb));
     if (c)
@@ -457,11 +439,13 @@ MPSS_TARGET static void simd_xor2(const uint8_t *a, const uint8_t *b, uint8_t *o
     xor_any(a, b, NULL, out, len);
 }
 
-MPSS_TARGET static void simd_xor3(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out, size_t len)
+MPSS_TARGET static void simd_xor3(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out,
+                                  size_t len)
 {
     xor_any(a, b, c, out, len);
 }
 
+#undef MPSS_SWITCH_8
 #undef MPSS_STEPS
 #undef MPSS_INLINE
 #endif /* MPSS_SIMD_TEMPLATE */

@@ -11,12 +11,15 @@
 #define MPSS_VEC_W 32
 #define MPSS_EVAL_G 8
 #define MPSS_HAVE_STREAM
+/* Streamed eval writes one share per pass: interleaved half-line stores to several shares
+ * measured slower than plain stores, one share at a time 20 % faster (16 MiB). */
+#define MPSS_EVAL_STREAM_G 1
 #define MPSS_COMBINE_G 8
 
 typedef __m256i vec_t;
 typedef __m256i prep_t;
-typedef uint64_t konst_t;       /* the 8x8 bit matrix */
-typedef __m256i kreg_t;          /* ... in every qword */
+typedef uint64_t konst_t; /* the 8x8 bit matrix */
+typedef __m256i kreg_t;   /* ... in every qword */
 
 static void konst_build(const mpss_gf256_field *f, uint8_t c, konst_t *k)
 {
@@ -42,7 +45,9 @@ static int supported(void)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("gfni");
 }
 
-const mpss_tier mpss_tier_gfni256 = {"gfni256", 1, supported, simd_eval, simd_interpolate, simd_xor2, simd_xor3};
+const mpss_tier mpss_tier_gfni256 = {
+    "gfni256", 1, supported, simd_eval, simd_interpolate, simd_xor2, simd_xor3,
+};
 
 #else
 typedef int mpss_tier_gfni256_unavailable; /* not x86: nothing to build */

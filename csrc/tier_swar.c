@@ -9,8 +9,8 @@
 
 #define MPSS_TARGET
 #define MPSS_VEC_W 8
-#define MPSS_EVAL_G 4
-#define MPSS_COMBINE_G 4
+#define MPSS_EVAL_G 5
+#define MPSS_COMBINE_G 5
 
 typedef uint64_t vec_t;
 typedef struct {
@@ -40,7 +40,9 @@ static inline prep_t v_prep(vec_t v)
     prep_t p;
     for (int b = 0; b < 8; b++) {
         const uint64_t bits = (v >> b) & 0x0101010101010101ull;
-        p.mask[b] = (bits << 8) - bits; /* bits * 0xff: each byte 0 or 1 becomes 0 or 0xff */
+        /* bits * 0xff (each byte 0 or 1 becomes 0 or 0xff) without a multiply, whose time
+         * depends on its operands on some small cores. */
+        p.mask[b] = (bits << 8) - bits;
     }
     return p;
 }
