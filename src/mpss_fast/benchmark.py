@@ -1,146 +1,758 @@
-"""Side-by-side throughput of the backends, measured in one run (``mpss bench``).
+"""Side-by-side throughput of every kernel tier, the pure backend and peers (``mpss bench``).
 
-Each case is timed on every backend in turn, round after round, so both see the same
-machine conditions; the figure reported is the median round. The machine may be shared
-and noisy: compare ratios from one run, not figures from different runs. The
-pytest-benchmark suite in ``bench/`` measures the same operations in more detail.
+Each case is timed on every contender in turn, round after round, so all of them see the
+same machine conditions; the figure reported is the median round. A round repeats a short
+call back to back for about 2 ms, so figures are for warm calls. Next to the native
+tiers (:data:`mpss_fast.KERNELS`) and the pure backend, every case also times a plain
+memory copy (``numpy.copyto``) of the same number of bytes, as a yardstick of what the
+machine can move. With ``peers=True`` other Shamir implementations join the cases they
+can run: ``galois`` (field arrays, vectorized over all bytes), PyPI ``tss`` and
+pycryptodome's ``Shamir`` (16-byte secrets only). The machine may be shared and noisy:
+compare ratios from one run, not figures from different runs. The pytest-benchmark suite
+in ``bench/`` measures a larger grid in more detail and reuses the peers defined here.
 """
 
 from __future__ import annotations
 
+import importlib
+import io
+import math
 import os
+import platform
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any, Literal, Protocol, TextIO
 
 import numpy as np
 
-from ._backend import available
+from ._backend import native_tiers
+from ._gf256 import POLY_AES
 from .engine import Engine
 
+KIB = 1 << 10
 MIB = 1 << 20
+DEFAULT_SIZES: tuple[int, ...] = (MIB,)
+"""Secret/buffer sizes of the split, combine, xor_into and reencrypt_into cases."""
+PLOT_SIZES: tuple[int, ...] = (64, KIB, 16 * KIB, 256 * KIB, MIB, 4 * MIB)
+"""The sizes swept for ``--plot`` when no ``--sizes`` are given."""
+MAX_SIZE = 64 * MIB
+BULK_KEYS = 100_000
+KEY_BYTES = 32
+PEER_KEYS = 200
+"""Keys per call in the peer key cases: the per-key peers need up to 1.5 ms a key."""
+PEER_KEY_BYTES = 16
+"""pycryptodome's Shamir only shares 16-byte secrets."""
+MIN_ROUND_S = 0.002
+"""Each contender's timed round repeats its call until about this long (at most MAX_CALLS calls)."""
+MAX_CALLS = 10_000
+K, N = 3, 5
+MIN_ROUNDS = 3
+PLOT_HINT = "install mpss-fast[bench] (or pip install matplotlib)"
+
+Call = Callable[[], object]
+PeerUse = Literal["none", "bulk", "all"]
+
+
+class BenchError(ValueError):
+    """A bad benchmark option or a missing optional dependency (one-line message)."""
+
+
+# -- peers ------------------------------------------------------------------------------
+
+
+class Peer(Protocol):
+    """Another Shamir implementation, timed on the same work as the engines."""
+
+    name: str
+    version: str
+    per_key: bool
+    """True if it shares one secret per call (only small key cases are affordable)."""
+
+    def split_call(self, secrets: np.ndarray, k: int, n: int) -> Call | None:
+        """The call that splits every row of ``secrets`` into ``n`` shares; None if unsupported."""
+        ...
+
+    def combine_call(self, secrets: np.ndarray, k: int, n: int) -> Call | None:
+        """Split ``secrets`` once (untimed), check a round trip; the call that combines ``k`` shares."""
+        ...
+
+
+def _urandom_array(*shape: int) -> np.ndarray:
+    """A fresh C-contiguous uint8 array of ``shape`` filled from ``os.urandom``."""
+    count = int(np.prod(shape))
+    return np.frombuffer(bytearray(os.urandom(count)), dtype=np.uint8).reshape(shape)
+
+
+def lagrange_weights_at_zero(xs: Sequence[int], mul: Callable[[int, int], int], inv: Callable[[int], int]) -> list[int]:
+    """Lagrange weights of distinct ``xs`` at 0 in a field of characteristic 2 (``-`` is ``^``)."""
+    weights = []
+    for i, xi in enumerate(xs):
+        w = 1
+        for j, xj in enumerate(xs):
+            if i != j:
+                w = mul(w, mul(xj, inv(xj ^ xi)))
+        weights.append(w)
+    return weights
+
+
+class GaloisPeer:
+    """Batch Shamir with ``galois`` GF(2^8) field arrays (AES polynomial), vectorized over all bytes.
+
+    Same field and x = 1..n as mpss_fast, so its shares combine with mpss_fast and back
+    (:meth:`verify` checks both directions). Split is Horner's rule per share, combine a
+    weighted sum: one galois ufunc pass over all bytes per step, the fastest of the galois
+    formulations tried here (``V @ coeffs`` matmul was about twice as slow).
+    """
+
+    name = "galois"
+    per_key = False
+
+    def __init__(self) -> None:
+        galois = importlib.import_module("galois")
+        self.version: str = galois.__version__
+        self.gf: Any = galois.GF(2**8, irreducible_poly=POLY_AES)
+
+    def split(self, secrets: np.ndarray, k: int, n: int) -> np.ndarray:
+        """Shares ``(n, *secrets.shape)`` of every byte of ``secrets``, coefficients from ``os.urandom``."""
+        gf = self.gf
+        flat = secrets.reshape(-1).view(gf)
+        coeffs = _urandom_array(k - 1, flat.size).view(gf)
+        out = np.empty((n, flat.size), dtype=np.uint8)
+        for i in range(n):
+            x = gf(i + 1)
+            acc = coeffs[k - 2]
+            for j in range(k - 3, -1, -1):
+                acc = acc * x + coeffs[j]
+            out[i] = acc * x + flat
+        return out.reshape(n, *secrets.shape)
+
+    def combine(self, shares: np.ndarray, xs: Sequence[int]) -> np.ndarray:
+        """The secrets from share rows ``(j, ...)`` taken at ``xs``."""
+        gf = self.gf
+        weights = lagrange_weights_at_zero(xs, lambda a, b: int(gf(a) * gf(b)), lambda a: int(gf(a) ** -1))
+        rows = shares.reshape(len(xs), -1).view(gf)
+        acc = rows[0] * gf(weights[0])
+        for row, w in zip(rows[1:], weights[1:], strict=True):
+            acc = acc + row * gf(w)
+        return np.asarray(acc).view(np.uint8).reshape(shares.shape[1:])
+
+    def verify(self) -> None:
+        """Round trip, and interoperability with mpss_fast in both directions."""
+        from . import combine_array, split_array
+
+        secrets = _urandom_array(64, 32)
+        xs = [2, 4, 5]
+        mine = self.split(secrets, 3, 5)
+        theirs = split_array(secrets, 3, 5)
+        ok = (
+            np.array_equal(self.combine(mine[[x - 1 for x in xs]], xs), secrets)
+            and np.array_equal(combine_array(np.ascontiguousarray(mine[:3]), [1, 2, 3]), secrets)
+            and np.array_equal(self.combine(theirs[:3], [1, 2, 3]), secrets)
+        )
+        if not ok:
+            raise RuntimeError("the galois peer does not round-trip")
+
+    def split_call(self, secrets: np.ndarray, k: int, n: int) -> Call | None:
+        return lambda: self.split(secrets, k, n)
+
+    def combine_call(self, secrets: np.ndarray, k: int, n: int) -> Call | None:
+        shares = np.ascontiguousarray(self.split(secrets, k, n)[:k])
+        xs = list(range(1, k + 1))
+        if not np.array_equal(self.combine(shares, xs), secrets):
+            raise RuntimeError("the galois peer does not round-trip")
+        return lambda: self.combine(shares, xs)
+
+
+class TssPeer:
+    """PyPI ``tss`` (draft-mcgrew-tss, pure Python, one secret per call, no hash appended).
+
+    Its shares are ``header || x || y`` in the AES field, so mpss_fast combines them once
+    the 20-byte header is stripped (:meth:`verify`).
+    """
+
+    name = "tss"
+    per_key = True
+    HEADER = 20
+
+    def __init__(self) -> None:
+        self.tss: Any = importlib.import_module("tss")
+        self.version: str = getattr(self.tss, "__version__", "?")
+
+    def _split_rows(self, secrets: np.ndarray, k: int, n: int) -> list[list[bytes]]:
+        tss = self.tss
+        return [tss.share_secret(k, n, row.tobytes(), b"mpss-bench", tss.Hash.NONE) for row in secrets]
+
+    def verify(self) -> None:
+        """Round trip, and mpss_fast combines tss shares."""
+        from . import combine
+
+        key = os.urandom(32)
+        shares = self.tss.share_secret(3, 5, key, b"mpss-bench", self.tss.Hash.NONE)
+        if self.tss.reconstruct_secret(shares[1:4]) != key or combine([s[self.HEADER :] for s in shares[:3]]) != key:
+            raise RuntimeError("the tss peer does not round-trip")
+
+    def split_call(self, secrets: np.ndarray, k: int, n: int) -> Call | None:
+        return lambda: self._split_rows(secrets, k, n)
+
+    def combine_call(self, secrets: np.ndarray, k: int, n: int) -> Call | None:
+        shares = [row_shares[:k] for row_shares in self._split_rows(secrets, k, n)]
+        reconstruct = self.tss.reconstruct_secret
+        if b"".join(reconstruct(s) for s in shares) != secrets.tobytes():
+            raise RuntimeError("the tss peer does not round-trip")
+        return lambda: [reconstruct(s) for s in shares]
+
+
+class PycryptodomePeer:
+    """pycryptodome's ``Crypto.Protocol.SecretSharing.Shamir``: 16-byte secrets, GF(2^128), one per call."""
+
+    name = "pycryptodome"
+    per_key = True
+
+    def __init__(self) -> None:
+        self.shamir: Any = importlib.import_module("Crypto.Protocol.SecretSharing").Shamir
+        self.version: str = importlib.import_module("Crypto").__version__
+
+    def verify(self) -> None:
+        """Round trip of one 16-byte key from shares 2, 4 and 5."""
+        key = os.urandom(16)
+        shares = self.shamir.split(3, 5, key)
+        if self.shamir.combine([shares[1], shares[3], shares[4]]) != key:
+            raise RuntimeError("the pycryptodome peer does not round-trip")
+
+    def split_call(self, secrets: np.ndarray, k: int, n: int) -> Call | None:
+        if secrets.shape[-1] != PEER_KEY_BYTES:
+            return None
+        rows = [row.tobytes() for row in secrets]
+        split = self.shamir.split
+        return lambda: [split(k, n, row) for row in rows]
+
+    def combine_call(self, secrets: np.ndarray, k: int, n: int) -> Call | None:
+        if secrets.shape[-1] != PEER_KEY_BYTES:
+            return None
+        shares = [self.shamir.split(k, n, row.tobytes())[:k] for row in secrets]
+        combine = self.shamir.combine
+        if b"".join(combine(s) for s in shares) != secrets.tobytes():
+            raise RuntimeError("the pycryptodome peer does not round-trip")
+        return lambda: [combine(s) for s in shares]
+
+
+PEER_TYPES: dict[str, type[GaloisPeer] | type[TssPeer] | type[PycryptodomePeer]] = {
+    "galois": GaloisPeer,
+    "tss": TssPeer,
+    "pycryptodome": PycryptodomePeer,
+}
+
+
+def load_peers(names: Iterable[str] | None = None) -> tuple[list[Peer], dict[str, str]]:
+    """The peers that import and pass :meth:`verify`, and a status line for each: version or why not."""
+    peers: list[Peer] = []
+    status: dict[str, str] = {}
+    for name in names if names is not None else PEER_TYPES:
+        try:
+            peer = PEER_TYPES[name]()
+            peer.verify()
+        except ImportError as exc:
+            status[name] = f"not installed ({exc.name or exc}); pip install mpss-fast[bench]"
+            continue
+        except Exception as exc:  # a peer that imports but breaks is reported, not fatal
+            status[name] = f"unusable: {type(exc).__name__}: {exc}"
+            continue
+        peers.append(peer)
+        status[name] = peer.version
+    return peers, status
+
+
+# -- cases ------------------------------------------------------------------------------
+
+
+class Workload(Protocol):
+    """The data of one case, shared by all contenders, and the call each of them times."""
+
+    def engine_call(self, engine: Engine) -> Call:
+        """The call that does this case's work on ``engine``."""
+        ...
+
+    def peer_call(self, peer: Peer) -> Call | None:
+        """The call that does this case's work with ``peer``; None if it cannot."""
+        ...
+
+
+class SplitArray:
+    """``split_array`` of ``m`` secrets of ``length`` bytes into a reused ``out=`` array, randomness included."""
+
+    def __init__(self, m: int, length: int, k: int, n: int) -> None:
+        self.secrets = _urandom_array(m, length)
+        self.out = np.empty((n, m, length), dtype=np.uint8)
+        self.k, self.n = k, n
+
+    def engine_call(self, engine: Engine) -> Call:
+        return lambda: engine.split_array(self.secrets, self.k, self.n, out=self.out)
+
+    def peer_call(self, peer: Peer) -> Call | None:
+        return peer.split_call(self.secrets, self.k, self.n)
+
+
+class CombineArray:
+    """``combine_array`` of shares 1..k of ``m`` secrets of ``length`` bytes into a reused ``out=`` array."""
+
+    def __init__(self, m: int, length: int, k: int, n: int) -> None:
+        from . import split_array
+
+        self.secrets = _urandom_array(m, length)
+        self.shares = np.ascontiguousarray(split_array(self.secrets, k, n)[:k])
+        self.out = np.empty_like(self.secrets)
+        self.k, self.n = k, n
+
+    def engine_call(self, engine: Engine) -> Call:
+        xs = list(range(1, self.k + 1))
+        return lambda: engine.combine_array(self.shares, xs, out=self.out)
+
+    def peer_call(self, peer: Peer) -> Call | None:
+        return peer.combine_call(self.secrets, self.k, self.n)
+
+
+class XorInto:
+    """``xor_into(a, b, out)`` of two buffers (a one-time-pad step)."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.a, self.b, self.out = os.urandom(nbytes), os.urandom(nbytes), bytearray(nbytes)
+
+    def engine_call(self, engine: Engine) -> Call:
+        return lambda: engine.xor_into(self.a, self.b, self.out)
+
+    def peer_call(self, peer: Peer) -> Call | None:
+        return None
+
+
+class ReencryptInto:
+    """``reencrypt_into(data, key_in, key_out, out)``: a relay's one-pass re-encryption."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.data, self.key_in, self.key_out = (os.urandom(nbytes) for _ in range(3))
+        self.out = bytearray(nbytes)
+
+    def engine_call(self, engine: Engine) -> Call:
+        return lambda: engine.reencrypt_into(self.data, self.key_in, self.key_out, self.out)
+
+    def peer_call(self, peer: Peer) -> Call | None:
+        return None
+
+
+class SplitOne:
+    """One ``split()`` of a short key: the per-call cost (validation, randomness, result bytes)."""
+
+    def __init__(self, nbytes: int, k: int, n: int) -> None:
+        self.key, self.k, self.n = os.urandom(nbytes), k, n
+
+    def engine_call(self, engine: Engine) -> Call:
+        return lambda: engine.split(self.key, self.k, self.n)
+
+    def peer_call(self, peer: Peer) -> Call | None:
+        return None
 
 
 @dataclass(frozen=True)
 class Case:
-    """One operation to time: ``prepare(engine)`` returns the zero-argument call to time."""
+    """One operation to time. ``make()`` builds its data (when the case runs, then dropped)."""
 
-    name: str
+    op: str
+    label: str
     nbytes: int
-    keys: int
-    prepare: Callable[[Engine], Callable[[], object]]
+    """Bytes of secret (or buffer) per call."""
+    make: Callable[[], Workload]
+    keys: int = 1
+    """Secrets per call."""
+    per_call: bool = False
+    """Quote µs per call rather than GB/s (for short single calls)."""
+    peers: PeerUse = "none"
+    """Which peers join: none, the vectorized ones (bulk) or all."""
+
+    @property
+    def unit(self) -> str:
+        """How the case's figure is quoted: GB/s, keys/s or µs per call."""
+        if self.per_call:
+            return "us/call"
+        return "keys/s" if self.keys > 1 else "GB/s"
+
+    def admits(self, peer: Peer) -> bool:
+        """Whether ``peer`` takes part in this case."""
+        return self.peers == "all" or (self.peers == "bulk" and not peer.per_key)
+
+
+def format_size(nbytes: int) -> str:
+    """``1048576`` -> ``1 MiB``, ``65536`` -> ``64 KiB``, ``100`` -> ``100 B``."""
+    for unit, scale in (("MiB", MIB), ("KiB", KIB)):
+        if nbytes >= scale and nbytes % scale == 0:
+            return f"{nbytes // scale} {unit}"
+    return f"{nbytes} B"
+
+
+def default_cases(
+    sizes: Sequence[int] = DEFAULT_SIZES, *, keys: int = BULK_KEYS, peers: bool = False, k: int = K, n: int = N
+) -> list[Case]:
+    """Split/combine/xor_into/reencrypt_into per size, bulk 32-byte keys, one ``split()`` of a key.
+
+    With ``peers``, two cases of ``PEER_KEYS`` 16-byte keys that every peer can run.
+    """
+    kn = f"k={k} n={n}"
+    cases = []
+    for size in sizes:
+        name = format_size(size)
+        cases.append(Case("split", f"split {name} {kn}", size, partial(SplitArray, 1, size, k, n), peers="bulk"))
+        cases.append(Case("combine", f"combine {name} k={k}", size, partial(CombineArray, 1, size, k, n), peers="bulk"))
+    batches: list[tuple[int, int, PeerUse]] = [(keys, KEY_BYTES, "bulk")]
+    if peers:
+        batches.append((PEER_KEYS, PEER_KEY_BYTES, "all"))
+    for m, length, use in batches:
+        what, total = f"{m:,} x {length} B keys", m * length
+        split, combine = partial(SplitArray, m, length, k, n), partial(CombineArray, m, length, k, n)
+        cases.append(Case("split_keys", f"split {what} {kn}", total, split, keys=m, peers=use))
+        cases.append(Case("combine_keys", f"combine {what} k={k}", total, combine, keys=m, peers=use))
+    for size in sizes:
+        name = format_size(size)
+        cases.append(Case("xor_into", f"xor_into {name}", size, partial(XorInto, size)))
+        cases.append(Case("reencrypt_into", f"reencrypt_into {name}", size, partial(ReencryptInto, size)))
+    single = partial(SplitOne, KEY_BYTES, k, n)
+    cases.append(Case("split_key", f"split() one {KEY_BYTES} B key {kn}", KEY_BYTES, single, per_call=True))
+    return cases
+
+
+# -- options ----------------------------------------------------------------------------
+
+
+def parse_rounds(text: str | int) -> int:
+    """A ``--rounds`` value: an integer, at least :data:`MIN_ROUNDS`."""
+    try:
+        rounds = int(text)
+    except ValueError:
+        raise BenchError(f"--rounds must be an integer >= {MIN_ROUNDS}, not {text!r}") from None
+    if rounds < MIN_ROUNDS:
+        raise BenchError(f"--rounds must be at least {MIN_ROUNDS}, not {rounds}")
+    return rounds
+
+
+def parse_keys(text: str | int) -> int:
+    """A ``--keys`` value: the number of 32-byte keys in the bulk key cases, 1 .. 10,000,000."""
+    try:
+        keys = int(text)
+    except ValueError:
+        keys = 0
+    if not 1 <= keys <= 10_000_000:
+        raise BenchError(f"--keys must be an integer in 1 .. 10000000, not {text!r}")
+    return keys
+
+
+_SUFFIXES = {"": 1, "b": 1, "k": KIB, "kb": KIB, "kib": KIB, "m": MIB, "mb": MIB, "mib": MIB}
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """``"64,64K,1MiB"`` -> ``(64, 65536, 1048576)`` (binary units), each in 1 .. 64 MiB, duplicates dropped."""
+    sizes = []
+    for item in text.split(","):
+        word = item.strip().lower().replace(" ", "")
+        digits = word.rstrip("kmib")
+        suffix = word[len(digits) :]
+        if not digits.isdigit() or suffix not in _SUFFIXES:
+            raise BenchError(f"--sizes takes sizes like 64,64K,1M (bytes, KiB, MiB), not {item.strip()!r}")
+        size = int(digits) * _SUFFIXES[suffix]
+        if not 1 <= size <= MAX_SIZE:
+            raise BenchError(f"--sizes: {item.strip()!r} is outside 1 B .. {format_size(MAX_SIZE)}")
+        sizes.append(size)
+    return tuple(sorted(set(sizes)))
+
+
+def check_matplotlib() -> None:
+    """Fail early, with the install hint, if ``--plot`` cannot work."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise BenchError(f"--plot needs matplotlib: {PLOT_HINT}") from None
+
+
+# -- timing -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Result:
-    """The median time of one case on one backend, with its throughput."""
+    """One case on one contender (a tier, ``pure``, a peer or ``copy``): median of the rounds."""
 
+    op: str
     case: str
-    backend: str
+    engine: str
+    nbytes: int
+    keys: int
+    calls: int
+    """Calls per timed round (see :data:`MIN_ROUND_S`)."""
     median_s: float
-    rounds: int
+    """Median over the rounds of the time of one call."""
     gb_per_s: float
     keys_per_s: float | None
+    us_per_call: float | None
+    vs_pure: float | None = None
+    """Pure's median time / this one: the speed-up over the pure-Python fallback."""
+    vs_copy: float | None = None
+    """Copy's median time / this one: the fraction of memory-copy speed (1 = as fast as a copy)."""
 
 
-def _split_array(secrets: np.ndarray, k: int, n: int) -> Callable[[Engine], Callable[[], object]]:
-    def prepare(engine: Engine) -> Callable[[], object]:
-        out = np.empty((n, *secrets.shape), dtype=np.uint8)
-        return lambda: engine.split_array(secrets, k, n, out=out)
-
-    return prepare
+def contenders(tiers: Iterable[str] | None = None, pure: bool = True) -> list[tuple[str, Engine]]:
+    """(label, engine) for each native tier (default: all this CPU runs) and the pure backend."""
+    found = [(tier, Engine("native", kernel=tier)) for tier in (native_tiers() if tiers is None else tiers)]
+    return [*found, ("pure", Engine("pure"))] if pure else found
 
 
-def _combine_array(secrets: np.ndarray, k: int) -> Callable[[Engine], Callable[[], object]]:
-    def prepare(engine: Engine) -> Callable[[], object]:
-        shares = np.ascontiguousarray(engine.split_array(secrets, k, k))
-        xs = list(range(1, k + 1))
-        out = np.empty_like(secrets)
-        return lambda: engine.combine_array(shares, xs, out=out)
-
-    return prepare
+def _copy_call(case: Case) -> Call:
+    """``numpy.copyto`` of the case's bytes: the memory-bandwidth yardstick."""
+    src = _urandom_array(case.nbytes)
+    dst = np.empty_like(src)
+    return lambda: np.copyto(dst, src)
 
 
-def _xor_into(nbytes: int) -> Callable[[Engine], Callable[[], object]]:
-    def prepare(engine: Engine) -> Callable[[], object]:
-        a, b, out = os.urandom(nbytes), os.urandom(nbytes), bytearray(nbytes)
-        return lambda: engine.xor_into(a, b, out)
-
-    return prepare
-
-
-def default_cases() -> list[Case]:
-    """1 MiB secrets and 100,000 32-byte keys, k=3 n=5, randomness included in splits."""
-    one = np.frombuffer(os.urandom(MIB), dtype=np.uint8).reshape(1, MIB)
-    keys = np.frombuffer(os.urandom(100_000 * 32), dtype=np.uint8).reshape(100_000, 32)
-    return [
-        Case("split 1 MiB, k=3 n=5", MIB, 1, _split_array(one, 3, 5)),
-        Case("combine 1 MiB, k=3", MIB, 1, _combine_array(one, 3)),
-        Case("split 100k x 32 B keys, k=3 n=5", keys.nbytes, 100_000, _split_array(keys, 3, 5)),
-        Case("combine 100k x 32 B keys, k=3", keys.nbytes, 100_000, _combine_array(keys, 3)),
-        Case("xor 1 MiB", MIB, 1, _xor_into(MIB)),
-    ]
+def _time_round(call: Call, calls: int) -> float:
+    """Seconds for ``calls`` calls of ``call``."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        call()
+    return time.perf_counter() - start
 
 
-def run(
-    cases: Iterable[Case] | None = None,
-    backends: Iterable[str] | None = None,
-    rounds: int = 15,
-    progress: Callable[[str], None] | None = None,
+def _calls_per_round(call: Call) -> int:
+    """How many calls of ``call`` make a round of about :data:`MIN_ROUND_S` (warm, one call timed)."""
+    once = _time_round(call, 1)
+    return max(1, min(MAX_CALLS, math.ceil(MIN_ROUND_S / max(once, 1e-9))))
+
+
+def _calls(case: Case, engines: Sequence[tuple[str, Engine]], peers: Sequence[Peer]) -> list[tuple[str, Call]]:
+    """Every contender's call for ``case``: engines, the peers it admits, and the copy."""
+    work = case.make()
+    calls = [(label, work.engine_call(engine)) for label, engine in engines]
+    for peer in peers:
+        call = work.peer_call(peer) if case.admits(peer) else None
+        if call is not None:
+            calls.append((peer.name, call))
+    calls.append(("copy", _copy_call(case)))
+    return calls
+
+
+def time_case(
+    case: Case, engines: Sequence[tuple[str, Engine]], peers: Sequence[Peer] = (), rounds: int = 15
 ) -> list[Result]:
-    """Time every case on every backend, interleaved round by round; medians of ``rounds``."""
-    engines = [Engine(name) for name in (backends or available())]
+    """Time ``case`` on every contender, interleaved round by round, and relate each to pure and copy."""
+    calls = _calls(case, engines, peers)
+    for _, call in calls:
+        call()  # warm up: first-touch page faults, lazily built tables, JIT compilation
+    repeats = [_calls_per_round(call) for _, call in calls]
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for (_, call), repeat, series in zip(calls, repeats, times, strict=True):
+            series.append(_time_round(call, repeat) / repeat)
+    medians = {label: statistics.median(series) for (label, _), series in zip(calls, times, strict=True)}
     results = []
-    for case in cases if cases is not None else default_cases():
-        if progress:
-            progress(case.name)
-        calls = [case.prepare(engine) for engine in engines]
-        for call in calls:
-            call()  # warm up: first-touch page faults, lazily built tables
-        times: list[list[float]] = [[] for _ in engines]
-        for _ in range(rounds):
-            for call, series in zip(calls, times, strict=True):
-                start = time.perf_counter()
-                call()
-                series.append(time.perf_counter() - start)
-        for engine, series in zip(engines, times, strict=True):
-            median = statistics.median(series)
-            results.append(
-                Result(
-                    case=case.name,
-                    backend=engine.backend,
-                    median_s=median,
-                    rounds=rounds,
-                    gb_per_s=case.nbytes / median / 1e9,
-                    keys_per_s=case.keys / median if case.keys > 1 else None,
-                )
+    for (label, median), repeat in zip(medians.items(), repeats, strict=True):
+        results.append(
+            Result(
+                op=case.op,
+                case=case.label,
+                engine=label,
+                nbytes=case.nbytes,
+                keys=case.keys,
+                calls=repeat,
+                median_s=median,
+                gb_per_s=case.nbytes / median / 1e9,
+                keys_per_s=case.keys / median if case.keys > 1 else None,
+                us_per_call=median * 1e6 if case.per_call else None,
+                vs_pure=medians["pure"] / median if "pure" in medians else None,
+                vs_copy=medians["copy"] / median,
             )
+        )
     return results
 
 
-def format_table(results: list[Result]) -> str:
-    """A text table: one row per case, one column per backend, and the native/pure ratio."""
-    backends = list(dict.fromkeys(r.backend for r in results))
+def run(
+    cases: Sequence[Case] | None = None,
+    engines: Sequence[tuple[str, Engine]] | None = None,
+    peers: Sequence[Peer] = (),
+    rounds: int = 15,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> list[Result]:
+    """Time every case (default :func:`default_cases`); ``progress(i, total, label)`` before each."""
+    cases = default_cases(peers=bool(peers)) if cases is None else cases
+    engines = contenders() if engines is None else engines
+    results: list[Result] = []
+    for i, case in enumerate(cases, 1):
+        if progress:
+            progress(i, len(cases), case.label)
+        results.extend(time_case(case, engines, peers, rounds))
+    return results
+
+
+class Progress:
+    """``progress(i, total, label)`` for :func:`run`, written to ``stream``: one updating line on a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+
+    def __call__(self, i: int, total: int, label: str) -> None:
+        line = f"[{i}/{total}] {label} ..."
+        self.stream.write(f"\r\033[K{line}" if self.tty else f"{line}\n")
+        self.stream.flush()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+# -- reporting --------------------------------------------------------------------------
+
+
+def short_number(value: float) -> str:
+    """Three significant digits, with k/M/G suffixes from 1,000 up: 9.19e-05, 0.0499, 4.09, 38.1, 6.38k, 21.7M."""
+    tail = ""
+    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            value, tail = value / scale, suffix
+            break
+    if value >= 100:
+        digits = 0
+    elif value >= 10:
+        digits = 1
+    elif value >= 1 or value <= 0:
+        digits = 2
+    elif value < 0.001:
+        return f"{value:.2e}"
+    else:
+        digits = 2 - math.floor(math.log10(value))
+    return f"{value:.{digits}f}{tail}"
+
+
+def figure(r: Result) -> float:
+    """The headline figure of a result in its case's unit (GB/s, keys/s or µs per call)."""
+    if r.us_per_call is not None:
+        return r.us_per_call
+    return r.keys_per_s if r.keys_per_s is not None else r.gb_per_s
+
+
+def _unit(r: Result) -> str:
+    if r.us_per_call is not None:
+        return "us/call"
+    return "keys/s" if r.keys_per_s is not None else "GB/s"
+
+
+def _matrix(
+    results: Sequence[Result], cell: Callable[[Result], str], skip: Iterable[str] = (), unit: bool = False
+) -> list[str]:
+    """A text matrix: a row per case, a column per contender (less ``skip``), each cell ``cell(result)``."""
+    seen = [c for c in dict.fromkeys(r.engine for r in results) if c not in set(skip)]
+    columns = sorted(seen, key=lambda c: c == "copy")  # tiers, pure, peers, then the copy
     by_case: dict[str, dict[str, Result]] = {}
     for r in results:
-        by_case.setdefault(r.case, {})[r.backend] = r
-    header = f"{'case':34}" + "".join(f"{b:>28}" for b in backends)
-    if {"native", "pure"} <= set(backends):
-        header += f"{'native/pure':>13}"
-    lines = [header]
+        by_case.setdefault(r.case, {})[r.engine] = r
+    width = max(len(c) for c in by_case) + 1
+    widths = [max(10, len(c) + 2) for c in columns]
+    head = f"{'case':{width}}" + (f"{'unit':>8}" if unit else "")
+    lines = [head + "".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True))]
     for case, rows in by_case.items():
-        line = f"{case:34}"
-        for b in backends:
-            r = rows[b]
-            keys = f" {r.keys_per_s / 1e6:5.2f} Mkeys/s" if r.keys_per_s else ""
-            line += f"{f'{r.gb_per_s:.3f} GB/s{keys}':>28}"
-        if {"native", "pure"} <= rows.keys():
-            line += f"{rows['pure'].median_s / rows['native'].median_s:>12.1f}x"
+        line = f"{case:{width}}" + (f"{_unit(next(iter(rows.values()))):>8}" if unit else "")
+        for c, w in zip(columns, widths, strict=True):
+            line += f"{cell(rows[c]) if c in rows else '-':>{w}}"
         lines.append(line)
+    return lines
+
+
+def format_table(results: Sequence[Result]) -> str:
+    """Three text matrices: throughput, speed-up over pure, and fraction of memory-copy speed."""
+    lines = ["throughput (GB/s of secret; keys/s; us per call: lower is better)"]
+    lines += _matrix(results, lambda r: short_number(figure(r)), unit=True)
+    if any(r.vs_pure is not None and r.engine not in ("pure", "copy") for r in results):
+        lines += ["", "speed-up over pure (pure's time / this time)"]
+        lines += _matrix(
+            results, lambda r: "-" if r.vs_pure is None else f"{short_number(r.vs_pure)}x", skip=("pure", "copy")
+        )
+    lines += ["", "fraction of memory-copy speed (time of numpy.copyto of the same bytes / this time)"]
+    lines += _matrix(results, lambda r: "-" if r.vs_copy is None else short_number(r.vs_copy), skip=("copy",))
     return "\n".join(lines)
 
 
-def as_dicts(results: list[Result]) -> list[dict[str, object]]:
-    """The results as plain dictionaries (for JSON)."""
-    return [asdict(r) for r in results]
+def machine() -> dict[str, object]:
+    """What the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _round(value: object) -> object:
+    """Floats to four significant digits (the noise is larger), anything else as is."""
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+
+def report(results: Sequence[Result], rounds: int, peers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The JSON document of ``mpss bench --json`` (described in docs/benchmarks.md)."""
+    from . import KERNEL, __version__
+
+    return {
+        "mpss_fast": __version__,
+        "kernels": list(native_tiers()),
+        "default_kernel": KERNEL,
+        "rounds": rounds,
+        "machine": machine(),
+        "peers": peers or {},
+        "results": [{key: _round(value) for key, value in asdict(r).items()} for r in results],
+    }
+
+
+def plot(results: Sequence[Result], path: str) -> None:
+    """Throughput vs size per contender for split and combine, log-log, saved as an image at ``path``."""
+    try:
+        figure_type = importlib.import_module("matplotlib.figure").Figure  # no pyplot: no global state
+    except ImportError:
+        raise BenchError(f"--plot needs matplotlib: {PLOT_HINT}") from None
+    fig = figure_type(figsize=(10, 4))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, op in zip(axes, ("split", "combine"), strict=True):
+        series: dict[str, list[Result]] = {}
+        for r in results:
+            if r.op == op:
+                series.setdefault(r.engine, []).append(r)
+        for engine, rows in series.items():
+            rows.sort(key=lambda r: r.nbytes)
+            style = {"color": "black", "linestyle": "--"} if engine == "copy" else {"marker": "o", "markersize": 3}
+            ax.plot([r.nbytes for r in rows], [r.gb_per_s for r in rows], label=engine, **style)
+        sizes = sorted({r.nbytes for r in results if r.op == op})
+        ax.set(xscale="log", yscale="log", xlabel="secret size", title=f"{op}, k={K} n={N}")
+        ax.set_xticks(sizes, [format_size(size).replace(" ", "\u00a0") for size in sizes], fontsize=7)
+        ax.minorticks_off()
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].set_ylabel("GB/s of secret")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    if path.lower().endswith(".png"):
+        _save_small_png(fig, path)
+    else:
+        fig.savefig(path)  # any other format matplotlib knows from the extension (svg, pdf, ...)
+
+
+def _save_small_png(fig: Any, path: str) -> None:
+    """Save ``fig`` as a 64-colour palette PNG (about a quarter of the size; Pillow comes with matplotlib)."""
+    pil_image = importlib.import_module("PIL.Image")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    buf.seek(0)
+    with pil_image.open(buf) as image:
+        image.convert("RGB").quantize(64).save(path, format="PNG", optimize=True)

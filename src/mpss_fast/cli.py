@@ -252,17 +252,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Time split/combine/xor on every available backend, side by side, and print medians."""
+    """Time every kernel tier, pure, a memory copy (and peers) side by side; print, save or plot medians."""
     from . import benchmark
 
-    if args.rounds < 3:
-        raise CliError(f"--rounds must be at least 3, not {args.rounds}")
-    results = benchmark.run(rounds=args.rounds, progress=lambda name: print(f"timing {name} ...", file=sys.stderr))
-    if args.json:
-        print(json.dumps({"version": mpss_fast.__version__, "results": benchmark.as_dicts(results)}, indent=2))
+    try:
+        rounds = benchmark.parse_rounds(args.rounds)
+        keys = benchmark.parse_keys(args.keys)
+        sizes = benchmark.parse_sizes(args.sizes) if args.sizes else None
+        if args.plot:
+            benchmark.check_matplotlib()
+    except benchmark.BenchError as exc:
+        raise CliError(str(exc)) from None
+    for path in (args.json, args.plot):
+        if path not in (None, "-") and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise CliError(f"cannot write {_q(path)}: no such directory")
+    sizes = sizes or (benchmark.PLOT_SIZES if args.plot else benchmark.DEFAULT_SIZES)
+    peers, peer_status = benchmark.load_peers() if args.peers else ([], {})
+    for name, status in peer_status.items():
+        print(f"peer {name}: {status}", file=sys.stderr)
+    cases = benchmark.default_cases(sizes, keys=keys, peers=bool(peers))
+    with benchmark.Progress(sys.stderr) as progress:
+        results = benchmark.run(cases, peers=peers, rounds=rounds, progress=progress)
+    report = benchmark.report(results, rounds, peer_status)
+    rows = ",\n".join(f"  {json.dumps(row)}" for row in report.pop("results"))
+    document = json.dumps(report, indent=1)[:-2] + f',\n "results": [\n{rows}\n ]\n}}'
+    if args.json == "-":
+        print(document)
     else:
-        print(f"mpss_fast {mpss_fast.__version__}: medians of {args.rounds} rounds, backends interleaved")
+        print(f"mpss_fast {mpss_fast.__version__}: medians of {rounds} rounds, contenders interleaved round by round")
         print(benchmark.format_table(results))
+    if args.json not in (None, "-"):
+        Path(args.json).write_text(document + "\n", encoding="utf-8")
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        benchmark.plot(results, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
 
@@ -295,9 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show version, backends and polynomials")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("bench", help="measure throughput of every backend side by side")
-    p.add_argument("--rounds", type=int, default=15, help="timed rounds per case and backend (default 15)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p = sub.add_parser("bench", help="measure throughput of every kernel tier, pure and a memory copy side by side")
+    p.add_argument("--rounds", default="15", help="timed rounds per case and contender, at least 3 (default 15)")
+    p.add_argument("--sizes", metavar="LIST", help="secret sizes, e.g. 64,64K,1M (default 1M; with --plot 64..4M)")
+    p.add_argument("--keys", default=str(100_000), help="32-byte keys in the bulk key cases (default 100000)")
+    p.add_argument("--peers", action="store_true", help="also time galois, tss and pycryptodome where installed")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE (- for stdout)")
+    p.add_argument("--plot", metavar="FILE.png", help="plot split/combine GB/s vs size per tier (needs matplotlib)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="relay a random key over 5 simulated QKD paths and rebuild it")
