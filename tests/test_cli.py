@@ -362,6 +362,8 @@ def test_info(capsys: pytest.CaptureFixture[str]) -> None:
     assert mpss_fast.__version__ in out
     assert f"backend: {mpss_fast.BACKEND}" in out
     assert "available backends: " + ", ".join(mpss_fast._backend.available()) in out
+    assert f"kernel: {mpss_fast.KERNEL} " in out
+    assert "kernels this CPU runs: " + ", ".join(mpss_fast.KERNELS) in out
     assert "0x11B" in out and "0x11D" in out
 
 

@@ -189,6 +189,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"mpss_fast {mpss_fast.__version__}")
     print(f"backend: {mpss_fast.BACKEND} (MPSS_FAST_BACKEND={os.environ.get('MPSS_FAST_BACKEND', 'auto')})")
     print(f"available backends: {', '.join(available())}")
+    kernel_env = os.environ.get("MPSS_FAST_KERNEL") or "best constant-time"
+    print(f"kernel: {mpss_fast.KERNEL} (MPSS_FAST_KERNEL={kernel_env})")
+    print(f"kernels this CPU runs: {', '.join(mpss_fast.KERNELS) or 'none (no native extension)'}")
     print("polynomials: 0x11B (AES field, draft-mcgrew-tss; default), 0x11D (libgfshare gfsplit/gfcombine)")
     print(f"limits: n <= {mpss_fast.MAX_SHARES}, secret <= {mpss_fast.MAX_SECRET_BYTES} bytes")
     return 0
