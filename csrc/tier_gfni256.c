@@ -5,7 +5,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
-#include "mpss_simd_consts.h"
+#include "mpss_simd_template.h"
 
 #define MPSS_TARGET __attribute__((target("avx2,gfni")))
 #define MPSS_VEC_W 32
@@ -37,7 +37,7 @@ MPSS_TARGET static inline kreg_t k_load(const konst_t *k) { return _mm256_set1_e
 MPSS_TARGET static inline vec_t v_mul(kreg_t k, prep_t v) { return _mm256_gf2p8affine_epi64_epi8(v, k, 0); }
 
 #define MPSS_SIMD_TEMPLATE
-#include "mpss_simd_consts.h"
+#include "mpss_simd_template.h"
 
 static int supported(void)
 {

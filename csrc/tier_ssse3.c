@@ -6,7 +6,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
-#include "mpss_simd_consts.h"
+#include "mpss_simd_template.h"
 
 #define MPSS_TARGET __attribute__((target("ssse3")))
 #define MPSS_VEC_W 16
@@ -51,7 +51,7 @@ MPSS_TARGET static inline vec_t v_mul(kreg_t k, prep_t p)
 }
 
 #define MPSS_SIMD_TEMPLATE
-#include "mpss_simd_consts.h"
+#include "mpss_simd_template.h"
 
 static int supported(void)
 {

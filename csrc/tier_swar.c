@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-#include "mpss_simd_consts.h"
+#include "mpss_simd_template.h"
 
 #define MPSS_TARGET
 #define MPSS_VEC_W 8
@@ -56,7 +56,7 @@ static inline vec_t v_mul(kreg_t k, prep_t p)
 }
 
 #define MPSS_SIMD_TEMPLATE
-#include "mpss_simd_consts.h"
+#include "mpss_simd_template.h"
 
 static int supported(void)
 {

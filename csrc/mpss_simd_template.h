@@ -11,8 +11,8 @@
  * only on lengths, counts and the public constants: the kernels are constant time as long
  * as the primitives are.
  */
-#ifndef MPSS_SIMD_CONSTS_H
-#define MPSS_SIMD_CONSTS_H
+#ifndef MPSS_SIMD_TEMPLATE_H
+#define MPSS_SIMD_TEMPLATE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -62,7 +62,7 @@ static inline size_t mpss_simd_part_size(size_t total, size_t max, size_t i)
     return total / parts + (i < total % parts);
 }
 
-#endif /* MPSS_SIMD_CONSTS_H */
+#endif /* MPSS_SIMD_TEMPLATE_H */
 
 #ifdef MPSS_SIMD_TEMPLATE
 /*
