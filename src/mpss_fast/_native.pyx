@@ -215,9 +215,9 @@ cdef class Kernels:
     def split_small(self, int poly, const uint8_t[::1] secret, Py_ssize_t m, const uint8_t[::1] xs):
         """Split a short secret in one call: coefficients from the OS, new ``x || y`` shares.
 
-        For ``m * len(secret) <= SMALL_SPLIT_BYTES``. The coefficients live on the stack
-        and are wiped before returning. Returns None where the OS offers no direct source
-        (the caller then takes the general path).
+        The coefficients live on the stack and are wiped before returning. Returns None
+        when ``m * len(secret) > SMALL_SPLIT_BYTES`` or where the OS offers no direct
+        source: the caller then takes the general path.
         """
         cdef const mpss_gf256_field *f = _field(poly)
         cdef Py_ssize_t length = secret.shape[0]
@@ -227,8 +227,10 @@ cdef class Kernels:
         cdef const uint8_t *cptr[255]
         cdef uint8_t *optr[255]
         cdef int rc
-        if m * length > SMALL_MAX or length < 1 or not 1 <= m <= 254 or not 1 <= n <= 255:
+        if length < 1 or not 1 <= m <= 254 or not 1 <= n <= 255:
             raise ValueError("split_small: arguments out of range")  # unreachable via Engine
+        if m * length > SMALL_MAX:
+            return None
         shares = []
         for i in range(n):
             share = PyBytes_FromStringAndSize(NULL, length + 1)

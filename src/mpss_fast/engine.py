@@ -23,8 +23,6 @@ from ._random import fill_random, scratch, wipe
 Rng = Callable[[int], Any]
 """An injected randomness source: ``rng(nbytes)`` returns exactly ``nbytes`` bytes."""
 
-_SMALL_SPLIT_BYTES = 4096  # = _native.SMALL_SPLIT_BYTES
-
 COEFF_CHUNK_BYTES = 4 << 20
 """Coefficient bytes drawn per randomness call, which bounds memory for large secrets."""
 
@@ -92,8 +90,8 @@ class Engine:
         rng = _validate.check_rng(rng)
         view = _validate.as_bytes_view(secret, "secret")
         _validate.check_secret_length(view.nbytes)
-        if rng is None and (k - 1) * view.nbytes <= _SMALL_SPLIT_BYTES:
-            small = self._split_small(poly, view, k - 1, xs_b) if self._split_small else None
+        if rng is None and self._split_small is not None:
+            small = self._split_small(poly, view, k - 1, xs_b)  # None unless the secret is short
             if small is not None:
                 return small  # type: ignore[no-any-return]
         shares = [self._kernels.new_bytes(view.nbytes + 1) for _ in range(n)]
