@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "mpss_gf256.h"
+#include "mpss_keyed.h"
 #include "mpss_table.h" /* mpss_lagrange_weight */
 
 /* The 8x8 bit matrix of v -> c*v for gf2p8affineqb. The instruction computes output bit
@@ -299,17 +300,13 @@ MPSS_TARGET static void eval_group(size_t g, const eval_args *a, uint8_t *const 
 #undef MPSS_EVAL_RUN
 }
 
-MPSS_TARGET static int simd_eval(const mpss_gf256_field *f, const uint8_t *secret,
-                                 const uint8_t *const *coeffs, size_t m, const uint8_t *xs,
-                                 uint8_t *const *outs, size_t n, size_t len)
+/* Operands of x^1..x^C for every share: kx[C * i + e] for x_i^(e+1). NULL on OOM. */
+static konst_t *eval_konsts(const mpss_gf256_field *f, size_t m, const uint8_t *xs, size_t n, konst_t *stack)
 {
-    if (len == 0)
-        return 0;
     const size_t C = m < MPSS_CHUNK ? m : MPSS_CHUNK;
-    konst_t stack[MPSS_STACK_KONSTS];
     konst_t *kx = konst_alloc(n * C, stack);
     if (!kx)
-        return -1;
+        return NULL;
     for (size_t i = 0; i < n; i++) {
         uint8_t p = 1;
         for (size_t e = 0; e < C; e++) {
@@ -317,22 +314,79 @@ MPSS_TARGET static int simd_eval(const mpss_gf256_field *f, const uint8_t *secre
             konst_build(f, p, &kx[C * i + e]);
         }
     }
-    const int nt = MPSS_EVAL_STREAM_G > 0 && MPSS_STREAMS(n * len);
+    return kx;
+}
+
+/* Bytes [start, start + len) of every share, group by group; nt: stream the stores. */
+MPSS_TARGET static void eval_range(const uint8_t *secret, const uint8_t *const *coeffs, size_t m,
+                                   const konst_t *kx, uint8_t *const *outs, size_t n, int nt, size_t start,
+                                   size_t len)
+{
+    const size_t C = m < MPSS_CHUNK ? m : MPSS_CHUNK;
     const size_t group = nt ? MPSS_EVAL_STREAM_G : MPSS_EVAL_G;
     /* One group writes each share once; more groups go block by block so that each
      * re-reads the coefficients from L1. */
     const size_t block = n <= group ? len : MPSS_BLOCK;
-    for (size_t start = 0; start < len; start += block) {
-        const size_t size = len - start < block ? len - start : block;
+    for (size_t b = start, end = start + len; b < end; b += block) {
+        const size_t size = end - b < block ? end - b : block;
         for (size_t gi = 0, i = 0, g; i < n; gi++, i += g) {
             g = mpss_simd_part_size(n, group, gi);
             const eval_args a = {secret, coeffs, m, kx + C * i};
-            eval_group(g, &a, outs + i, nt, start, size);
+            eval_group(g, &a, outs + i, nt, b, size);
         }
+    }
+}
+
+MPSS_TARGET static int simd_eval(const mpss_gf256_field *f, const uint8_t *secret,
+                                 const uint8_t *const *coeffs, size_t m, const uint8_t *xs,
+                                 uint8_t *const *outs, size_t n, size_t len)
+{
+    if (len == 0)
+        return 0;
+    konst_t stack[MPSS_STACK_KONSTS];
+    konst_t *kx = eval_konsts(f, m, xs, n, stack);
+    if (!kx)
+        return -1;
+    const int nt = MPSS_EVAL_STREAM_G > 0 && MPSS_STREAMS(n * len);
+    eval_range(secret, coeffs, m, kx, outs, n, nt, 0, len);
+    if (nt)
+        v_stream_fence();
+    konst_free(kx, stack);
+    return 0;
+}
+
+/* Keyed split: the coefficient rows are AES-256-CTR keystream made block by block into a
+ * small buffer that stays in L1/L2 while the shares of that block are evaluated, so the
+ * coefficients never go out to memory and the operands are built once per call. */
+MPSS_TARGET static int simd_eval_keyed(const mpss_gf256_field *f, const mpss_ctr_impl *ctr,
+                                       const mpss_aes256_schedule *key, const uint8_t *secret, size_t m,
+                                       const uint8_t *xs, uint8_t *const *outs, size_t n, size_t len)
+{
+    if (len == 0)
+        return 0;
+    const size_t row_bytes = mpss_keyed_row_bytes(m);
+    mpss_keyed_buffer buf;
+    if (mpss_keyed_buffer_init(&buf, m, row_bytes) != 0)
+        return -1;
+    konst_t stack[MPSS_STACK_KONSTS];
+    konst_t *kx = eval_konsts(f, m, xs, n, stack);
+    if (!kx) {
+        mpss_keyed_buffer_free(&buf);
+        return -1;
+    }
+    const int nt = MPSS_EVAL_STREAM_G > 0 && MPSS_STREAMS(n * len);
+    uint8_t *o[255];
+    for (size_t start = 0; start < len; start += row_bytes) {
+        const size_t size = len - start < row_bytes ? len - start : row_bytes;
+        mpss_keyed_fill(&buf, ctr, key, start, size);
+        for (size_t i = 0; i < n; i++)
+            o[i] = outs[i] + start;
+        eval_range(secret + start, (const uint8_t *const *)buf.rows, m, kx, o, n, nt, 0, size);
     }
     if (nt)
         v_stream_fence();
     konst_free(kx, stack);
+    mpss_keyed_buffer_free(&buf);
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mpss_aesctr.h"
 #include "mpss_gf256.h"
 
 typedef struct {
@@ -24,6 +25,11 @@ typedef struct {
      * m >= 1, 1 <= n <= 255, xs distinct non-zero. Returns 0, or -1 when out of memory. */
     int (*eval)(const mpss_gf256_field *f, const uint8_t *secret, const uint8_t *const *coeffs, size_t m,
                 const uint8_t *xs, uint8_t *const *outs, size_t n, size_t len);
+    /* eval with coeffs[j][t] = byte t of the AES-256-CTR keystream of row j under `key`
+     * (mpss_aesctr.h), made by `ctr` in blocks that never leave the caches. */
+    int (*eval_keyed)(const mpss_gf256_field *f, const mpss_ctr_impl *ctr, const mpss_aes256_schedule *key,
+                      const uint8_t *secret, size_t m, const uint8_t *xs, uint8_t *const *outs, size_t n,
+                      size_t len);
     /* out[t] = sum_{i<count} w_i * ys[i][t], w_i the Lagrange weights of xs at x = 0.
      * 1 <= count <= 255, xs distinct non-zero. Returns 0, or -1 when out of memory. */
     int (*interpolate)(const mpss_gf256_field *f, const uint8_t *xs, const uint8_t *const *ys, size_t count,

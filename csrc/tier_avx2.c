@@ -60,7 +60,7 @@ static int supported(void)
     return __builtin_cpu_supports("avx2") != 0;
 }
 
-const mpss_tier mpss_tier_avx2 = {"avx2", 1, supported, simd_eval, simd_interpolate, simd_xor2, simd_xor3};
+const mpss_tier mpss_tier_avx2 = {"avx2", 1, supported, simd_eval, simd_eval_keyed, simd_interpolate, simd_xor2, simd_xor3};
 
 #else
 typedef int mpss_tier_avx2_unavailable; /* not x86: nothing to build */

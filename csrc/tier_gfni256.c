@@ -46,7 +46,7 @@ static int supported(void)
 }
 
 const mpss_tier mpss_tier_gfni256 = {
-    "gfni256", 1, supported, simd_eval, simd_interpolate, simd_xor2, simd_xor3,
+    "gfni256", 1, supported, simd_eval, simd_eval_keyed, simd_interpolate, simd_xor2, simd_xor3,
 };
 
 #else

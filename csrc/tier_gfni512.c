@@ -60,7 +60,7 @@ static int supported(void)
 }
 
 const mpss_tier mpss_tier_gfni512 = {
-    "gfni512", 1, supported, simd_eval, simd_interpolate, simd_xor2, simd_xor3,
+    "gfni512", 1, supported, simd_eval, simd_eval_keyed, simd_interpolate, simd_xor2, simd_xor3,
 };
 
 #else

@@ -59,7 +59,7 @@ static int supported(void)
     return __builtin_cpu_supports("ssse3") != 0;
 }
 
-const mpss_tier mpss_tier_ssse3 = {"ssse3", 1, supported, simd_eval, simd_interpolate, simd_xor2, simd_xor3};
+const mpss_tier mpss_tier_ssse3 = {"ssse3", 1, supported, simd_eval, simd_eval_keyed, simd_interpolate, simd_xor2, simd_xor3};
 
 #else
 typedef int mpss_tier_ssse3_unavailable; /* not x86: nothing to build */

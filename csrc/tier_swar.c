@@ -63,4 +63,4 @@ static int supported(void)
     return 1;
 }
 
-const mpss_tier mpss_tier_swar = {"swar", 1, supported, simd_eval, simd_interpolate, simd_xor2, simd_xor3};
+const mpss_tier mpss_tier_swar = {"swar", 1, supported, simd_eval, simd_eval_keyed, simd_interpolate, simd_xor2, simd_xor3};

@@ -58,6 +58,17 @@ def test_valgrind_runs_the_portable_and_pshufb_tiers(tiers_under_valgrind: dict[
     assert expected <= set(tiers_under_valgrind)
 
 
+def test_valgrind_runs_the_aesni_keystream(driver: Path) -> None:
+    """Keyed splits (secret-marked key, AES-NI keystream) are part of every tier's run below."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.fail("the AES-NI keystream check needs an x86-64 machine")
+    result = _valgrind(driver, "keystreams")
+    assert result.returncode == 0, result.stderr
+    assert "aesni" in result.stdout.split()
+
+
 def test_constant_time_tiers_are_clean(driver: Path, tiers_under_valgrind: dict[str, bool]) -> None:
     checked = []
     for tier, constant_time in tiers_under_valgrind.items():

@@ -20,6 +20,10 @@ BACKEND: str = _kernels.NAME
 KERNEL: str = _kernels.tier
 """The kernel tier behind the module-level functions ("gfni512", ..., "table"; "pure" on the pure backend)."""
 
+KEYSTREAM: str = _kernels.keystream
+"""The AES-256-CTR implementation that makes split coefficients: "vaes512" or "aesni" inside the
+native kernels, "cryptography" (the library) on the pure backend or a CPU without AES instructions."""
+
 KERNELS: tuple[str, ...] = _native_tiers()
 """The native kernel tiers this CPU can run, fastest first (empty without the extension)."""
 
@@ -37,6 +41,7 @@ __all__ = [
     "BACKEND",
     "KERNEL",
     "KERNELS",
+    "KEYSTREAM",
     "MAX_SECRET_BYTES",
     "MAX_SHARES",
     "POLY_AES",

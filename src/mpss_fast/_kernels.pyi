@@ -10,6 +10,7 @@ from collections.abc import Sequence
 NAME: str
 tier: str
 constant_time: bool
+keystream: str
 
 def new_bytes(length: int) -> tuple[bytes | bytearray, memoryview]: ...
 def gf_mul(poly: int, a: int, b: int) -> int: ...
@@ -20,6 +21,14 @@ def eval_shares(
     coeffs: Sequence[memoryview],
     xs: bytes,
     outs: Sequence[memoryview],
+) -> None: ...
+def split_keyed(
+    poly: int,
+    secret: memoryview,
+    m: int,
+    xs: bytes,
+    outs: Sequence[memoryview],
+    key: bytes | None = None,
 ) -> None: ...
 def interpolate(poly: int, xs: bytes, ys: Sequence[memoryview], out: memoryview) -> None: ...
 def xor(a: memoryview, b: memoryview, out: memoryview) -> None: ...

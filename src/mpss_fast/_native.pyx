@@ -12,8 +12,10 @@ Inputs have been validated by ``_validate``: 1-D ``'B'`` views of equal length >
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport uint8_t
+from libc.stdint cimport uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
+
+from . import _random
 
 NAME = "native"
 
@@ -33,6 +35,9 @@ cdef extern from "mpss_tiers.h" nogil:
         int (*supported)() noexcept nogil
         int (*eval)(const mpss_gf256_field *f, const uint8_t *secret, const uint8_t * const *coeffs, size_t m,
                     const uint8_t *xs, uint8_t * const *outs, size_t n, size_t length) noexcept nogil
+        int (*eval_keyed)(const mpss_gf256_field *f, const mpss_ctr_impl *ctr, const mpss_aes256_schedule *key,
+                          const uint8_t *secret, size_t m, const uint8_t *xs, uint8_t * const *outs, size_t n,
+                          size_t length) noexcept nogil
         int (*interpolate)(const mpss_gf256_field *f, const uint8_t *xs, const uint8_t * const *ys,
                            size_t count, uint8_t *out, size_t length) noexcept nogil
         void (*xor2)(const uint8_t *a, const uint8_t *b, uint8_t *out, size_t length) noexcept nogil
@@ -46,9 +51,18 @@ cdef extern from "mpss_osrandom.h" nogil:
     int mpss_os_random(void *buf, size_t length)
     void mpss_wipe(void *buf, size_t length)
 
-cdef extern from "mpss_osrandom.h" nogil:
-    int mpss_os_random(void *buf, size_t length)
-    void mpss_wipe(void *buf, size_t length)
+cdef extern from "mpss_aesctr.h" nogil:
+    ctypedef struct mpss_aes256_schedule:
+        pass
+    ctypedef struct mpss_ctr_impl:
+        const char *name
+        int (*supported)() noexcept nogil
+        void (*run)(const mpss_aes256_schedule *s, uint64_t row, uint64_t first_block, uint8_t *out,
+                    size_t nblocks) noexcept nogil
+    const mpss_ctr_impl *mpss_ctr_impls[]
+    const mpss_ctr_impl *mpss_ctr_named(const char *name)
+    const mpss_ctr_impl *mpss_ctr_best()
+    void mpss_aes256_expand(const uint8_t *key, mpss_aes256_schedule *s)
 
 mpss_gf256_init()
 
@@ -76,6 +90,46 @@ TIERS = _all_tiers()
 def supported_tiers():
     """The tiers this CPU and OS can run, fastest first."""
     return tuple(name for name in TIERS if mpss_tier_named(name.encode()).supported())
+
+
+def _all_keystreams():
+    cdef Py_ssize_t i = 0
+    names = []
+    while mpss_ctr_impls[i] != NULL:
+        names.append(mpss_ctr_impls[i].name.decode())
+        i += 1
+    return tuple(names)
+
+
+KEYSTREAMS = _all_keystreams()
+"""Every in-kernel AES-256-CTR keystream implementation compiled into this build, fastest first."""
+
+LIBRARY_KEYSTREAM = "cryptography"
+"""The keystream used where the CPU has no AES instructions: ``cryptography``'s AES-256-CTR."""
+
+
+def supported_keystreams():
+    """The in-kernel keystreams this CPU runs, fastest first, then ``"cryptography"``."""
+    return tuple(name for name in KEYSTREAMS if mpss_ctr_named(name.encode()).supported()) + (LIBRARY_KEYSTREAM,)
+
+
+def keystream(str name, const uint8_t[::1] key, uint64_t row, uint64_t first_block, Py_ssize_t nblocks):
+    """Blocks ``first_block ..`` of coefficient row ``row`` from the in-kernel keystream ``name``.
+
+    Exposed so that tests can check every implementation against ``cryptography``'s
+    AES-256-CTR with the counter block ``BE64(row) || BE64(first_block)``.
+    """
+    cdef const mpss_ctr_impl *c = mpss_ctr_named(name.encode())
+    cdef mpss_aes256_schedule sched
+    if c == NULL or not c.supported():
+        raise ValueError(f"keystream {name!r} is not available on this CPU")
+    if key.shape[0] != 32 or nblocks < 0:
+        raise ValueError("need a 32-byte key and nblocks >= 0")
+    out = PyBytes_FromStringAndSize(NULL, 16 * nblocks)
+    mpss_aes256_expand(&key[0], &sched)
+    c.run(&sched, row, first_block, <uint8_t *>PyBytes_AS_STRING(out), <size_t>nblocks)
+    mpss_wipe(&sched, sizeof(sched))
+    return out
 
 
 def best_tier():
@@ -156,21 +210,38 @@ cdef class _Pointers:
 
 
 cdef class Kernels:
-    """The kernel contract (``_kernels.pyi``) bound to one tier."""
+    """The kernel contract (``_kernels.pyi``) bound to one tier and one split keystream.
+
+    ``keystream`` names the AES-256-CTR implementation of keyed splits: the fastest
+    one this CPU runs by default, ``"cryptography"`` where it has no AES instructions.
+    All make the same bytes.
+    """
     cdef const mpss_tier *t
+    cdef const mpss_ctr_impl *ctr
     cdef readonly str tier
+    cdef readonly str keystream
 
     NAME = NAME
 
-    def __cinit__(self, str tier):
+    def __cinit__(self, str tier, str keystream=None):
         self.t = _tier(tier)
         if not self.t.supported():
             raise ValueError(f"kernel tier {tier!r} is not supported by this CPU; it supports: "
                              f"{', '.join(supported_tiers())}")
         self.tier = tier
+        if keystream is None:
+            self.ctr = mpss_ctr_best()
+        elif keystream == LIBRARY_KEYSTREAM:
+            self.ctr = NULL
+        else:
+            self.ctr = mpss_ctr_named(keystream.encode())
+            if self.ctr == NULL or not self.ctr.supported():
+                raise ValueError(f"keystream {keystream!r} is not available on this CPU; it has: "
+                                 f"{', '.join(supported_keystreams())}")
+        self.keystream = self.ctr.name.decode() if self.ctr != NULL else LIBRARY_KEYSTREAM
 
     def __repr__(self):
-        return f"Kernels({self.tier!r})"
+        return f"Kernels({self.tier!r}, keystream={self.keystream!r})"
 
     @property
     def constant_time(self):
@@ -209,6 +280,38 @@ cdef class Kernels:
         with nogil:
             rc = self.t.eval(f, &secret[0], <const uint8_t * const *>c.ptrs, <size_t>c.count,
                              &xs[0], o.ptrs, <size_t>o.count, <size_t>secret.shape[0])
+        if rc != 0:
+            raise MemoryError()
+
+    def split_keyed(self, int poly, const uint8_t[::1] secret, Py_ssize_t m, const uint8_t[::1] xs, outs,
+                    key=None):
+        """eval_shares with coefficient row j = AES-256-CTR keystream of row j under ``key``.
+
+        ``key`` (32 bytes) is drawn from the OS when None; the key and its schedule live
+        on the stack and are wiped before returning.
+        """
+        cdef const mpss_gf256_field *f = _field(poly)
+        cdef uint8_t raw[32]
+        cdef const uint8_t[::1] given
+        cdef mpss_aes256_schedule sched
+        cdef _Pointers o
+        cdef int rc
+        if key is not None and len(key) != _random.KEY_BYTES:
+            raise ValueError(f"key must be {_random.KEY_BYTES} bytes")  # unreachable via Engine
+        if self.ctr == NULL:
+            _random.keyed_split(self.eval_shares, poly, secret, m, xs, outs, key)
+            return
+        if key is None and mpss_os_random(raw, 32) == 0:
+            mpss_aes256_expand(raw, &sched)
+            mpss_wipe(raw, 32)
+        else:
+            given = _random.new_key() if key is None else key
+            mpss_aes256_expand(&given[0], &sched)
+        o = _Pointers(outs, True)
+        with nogil:
+            rc = self.t.eval_keyed(f, self.ctr, &sched, &secret[0], <size_t>m, &xs[0], o.ptrs, <size_t>o.count,
+                                   <size_t>secret.shape[0])
+        mpss_wipe(&sched, sizeof(sched))
         if rc != 0:
             raise MemoryError()
 

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _gf256
+from . import _gf256, _random
 
 NAME = "pure"
 tier = "pure"
 constant_time = False
+keystream = "cryptography"
 
 
 def gf_mul(poly: int, a: int, b: int) -> int:
@@ -60,6 +61,18 @@ def eval_shares(
         for c, p in zip(coeff_bytes, _gf256.powers(poly, x, len(coeff_bytes)), strict=True):
             term = np.frombuffer(c.translate(_gf256.mul_row(poly, p)), dtype=np.uint8)
             np.bitwise_xor(acc, term, out=acc)
+
+
+def split_keyed(
+    poly: int,
+    secret: memoryview,
+    m: int,
+    xs: bytes,
+    outs: Sequence[memoryview],
+    key: bytes | None = None,
+) -> None:
+    """eval_shares with coefficient row j = AES-256-CTR keystream of row j under ``key`` (None: a fresh one)."""
+    _random.keyed_split(eval_shares, poly, secret, m, xs, outs, key)
 
 
 def interpolate(poly: int, xs: bytes, ys: Sequence[memoryview], out: memoryview) -> None:

@@ -192,6 +192,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     kernel_env = os.environ.get("MPSS_FAST_KERNEL") or "best constant-time"
     print(f"kernel: {mpss_fast.KERNEL} (MPSS_FAST_KERNEL={kernel_env})")
     print(f"kernels this CPU runs: {', '.join(mpss_fast.KERNELS) or 'none (no native extension)'}")
+    print(f"coefficients: AES-256-CTR keystream ({mpss_fast.KEYSTREAM}) under a fresh OS key per split")
     print("polynomials: 0x11B (AES field, draft-mcgrew-tss; default), 0x11D (libgfshare gfsplit/gfcombine)")
     print(f"limits: n <= {mpss_fast.MAX_SHARES}, secret <= {mpss_fast.MAX_SECRET_BYTES} bytes")
     return 0

@@ -18,22 +18,22 @@ import numpy as np
 
 from . import _backend, _validate
 from ._gf256 import POLY_AES
-from ._random import fill_random, scratch, wipe
 
 Rng = Callable[[int], Any]
 """An injected randomness source: ``rng(nbytes)`` returns exactly ``nbytes`` bytes."""
 
 COEFF_CHUNK_BYTES = 4 << 20
-"""Coefficient bytes drawn per randomness call, which bounds memory for large secrets."""
+"""Coefficient bytes asked of an injected ``rng`` per call, which bounds memory for large secrets."""
 
 
 def chunk_length(k: int) -> int:
-    """Secret bytes per chunk for threshold ``k``.
+    """Secret bytes per ``rng`` call for threshold ``k``.
 
-    The secret is shared chunk by chunk; for each chunk of ``size`` bytes the engine
-    draws ``(k-1)*size`` random bytes at once, coefficient j of byte t being byte
-    ``j*size + t`` of that draw. An injected ``rng`` sees exactly these calls, on every
-    backend, which is what makes results byte-identical across backends.
+    With an injected ``rng`` the secret is shared chunk by chunk; for each chunk of
+    ``size`` bytes the engine asks for ``(k-1)*size`` bytes at once, coefficient j of
+    byte t being byte ``j*size + t`` of that draw. The rng sees exactly these calls, on
+    every backend, which is what makes results byte-identical across backends. Without
+    an rng the coefficients are AES-256-CTR rows under a fresh key (``_random``).
     """
     return max(1, COEFF_CHUNK_BYTES // (k - 1))
 
@@ -59,6 +59,7 @@ class Engine:
             self._kernels = _backend.load(backend or "native", kernel)
         self.backend: str = self._kernels.NAME
         self.kernel: str = self._kernels.tier
+        self.keystream: str = self._kernels.keystream
         # Native only: a short secret split in one call, coefficients drawn from the OS inside.
         self._split_small = getattr(self._kernels, "split_small", None)
 
@@ -232,21 +233,15 @@ class Engine:
         rng: Rng | None,
     ) -> None:
         m = k - 1
+        if rng is None:
+            # Coefficient rows: AES-256-CTR under a fresh key (_random); made inside the kernel natively.
+            self._kernels.split_keyed(poly, secret, m, xs, outs)
+            return
         length = secret.nbytes
         step = chunk_length(k)
-        store = None if rng is not None else scratch(m * min(step, length))
-        try:
-            for start in range(0, length, step):
-                size = min(step, length - start)
-                if store is not None:
-                    fill_random(store, m * size)
-                    raw = store
-                else:
-                    raw = _validate.rng_output(rng(m * size), m * size)  # type: ignore[misc]
-                coeffs = [raw[j * size : (j + 1) * size] for j in range(m)]
-                chunk_outs = [o[start : start + size] for o in outs]
-                self._kernels.eval_shares(poly, secret[start : start + size], coeffs, xs, chunk_outs)
-        finally:
-            if store is not None:
-                # The coefficients are as secret as the secret itself.
-                wipe(store, m * min(step, length))
+        for start in range(0, length, step):
+            size = min(step, length - start)
+            raw = _validate.rng_output(rng(m * size), m * size)
+            coeffs = [raw[j * size : (j + 1) * size] for j in range(m)]
+            chunk_outs = [o[start : start + size] for o in outs]
+            self._kernels.eval_shares(poly, secret[start : start + size], coeffs, xs, chunk_outs)

@@ -4,7 +4,9 @@
  * uninitialised value; data merely flowing into outputs is not.
  *
  *   ctgrind list           print the tiers this (possibly emulated) CPU supports
- *   ctgrind TIER           run every kernel of TIER on secret-marked inputs
+ *   ctgrind keystreams     print the in-kernel AES-CTR keystreams it supports
+ *   ctgrind TIER           run every kernel of TIER on secret-marked inputs, keyed splits
+ *                          included (with a secret-marked key) where a keystream runs
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +54,16 @@ static int run(const mpss_tier *t)
             for (size_t count = 1; count <= MAX_BUFS - 1; count++)
                 if (t->interpolate(f, xs, in, count, out[MAX_BUFS - 1], len) != 0)
                     return 2;
+            const mpss_ctr_impl *ctr = mpss_ctr_best();
+            if (ctr) {
+                uint8_t key[32];
+                mpss_aes256_schedule sched;
+                fill_secret(key, sizeof key, (unsigned)len);
+                mpss_aes256_expand(key, &sched);
+                for (size_t m = 1; m <= 3; m++)
+                    if (t->eval_keyed(f, ctr, &sched, secret, m, xs, out, MAX_BUFS, len) != 0)
+                        return 2;
+            }
             t->xor2(in[0], in[1], out[2], len);
             t->xor2(in[0], in[1], out[0], len);
             t->xor3(in[0], in[1], in[2], out[3], len);
@@ -70,9 +82,15 @@ int main(int argc, char **argv)
                 printf("%s %d\n", (*t)->name, (*t)->constant_time);
         return 0;
     }
+    if (argc == 2 && strcmp(argv[1], "keystreams") == 0) {
+        for (const mpss_ctr_impl *const *c = mpss_ctr_impls; *c; c++)
+            if ((*c)->supported())
+                printf("%s\n", (*c)->name);
+        return 0;
+    }
     const mpss_tier *t = argc == 2 ? mpss_tier_named(argv[1]) : NULL;
     if (!t || !t->supported()) {
-        fprintf(stderr, "usage: ctgrind list | ctgrind TIER (a supported tier)\n");
+        fprintf(stderr, "usage: ctgrind list | ctgrind keystreams | ctgrind TIER (a supported tier)\n");
         return 2;
     }
     return run(t);
