@@ -82,8 +82,10 @@ def check_xs(
 
 def as_bytes_view(obj: Any, name: str) -> memoryview:
     """A read-only 1-D ``'B'`` view of a C-contiguous bytes-like object."""
-    if type(obj) is bytes:  # the common case, cheaply
+    if type(obj) is bytes or type(obj) is bytearray:  # the common cases, cheaply
         return memoryview(obj)
+    if type(obj) is memoryview and obj.format == "B" and obj.ndim == 1 and obj.c_contiguous:
+        return obj
     if isinstance(obj, str):
         raise InputTypeError(f"{name} must be bytes-like, not str (encode it first)")
     try:
@@ -109,15 +111,17 @@ def as_output_view(obj: Any, name: str, length: int) -> memoryview:
     return view
 
 
-def equal_length_views(buffers: dict[str, Any]) -> list[memoryview]:
-    """Byte views of the named buffers, which must all have the same length."""
-    views = [as_bytes_view(obj, name) for name, obj in buffers.items()]
-    names = list(buffers)
-    for name, view in zip(names[1:], views[1:], strict=True):
-        if view.nbytes != views[0].nbytes:
-            raise ParameterError(
-                f"{names[0]} and {name} must have equal lengths, not {views[0].nbytes} and {view.nbytes}"
-            )
+def equal_length_views(names: tuple[str, ...], *objs: Any) -> list[memoryview]:
+    """Byte views of the buffers ``objs`` (called ``names`` in errors), which must all have the same length."""
+    views = []
+    first = -1
+    for i, obj in enumerate(objs):
+        view = as_bytes_view(obj, names[i])
+        if first < 0:
+            first = view.nbytes
+        elif view.nbytes != first:
+            raise ParameterError(f"{names[0]} and {names[i]} must have equal lengths, not {first} and {view.nbytes}")
+        views.append(view)
     return views
 
 

@@ -215,12 +215,12 @@ class Engine:
 
     @staticmethod
     def _xor_inputs(a: Any, b: Any) -> tuple[memoryview, memoryview]:
-        va, vb = _validate.equal_length_views({"a": a, "b": b})
+        va, vb = _validate.equal_length_views(("a", "b"), a, b)
         return va, vb
 
     @staticmethod
     def _xor3_inputs(data: Any, key_in: Any, key_out: Any) -> tuple[memoryview, memoryview, memoryview]:
-        va, vb, vc = _validate.equal_length_views({"data": data, "key_in": key_in, "key_out": key_out})
+        va, vb, vc = _validate.equal_length_views(("data", "key_in", "key_out"), data, key_in, key_out)
         return va, vb, vc
 
     def _split_views(

@@ -23,3 +23,89 @@ class InputTypeError(MpssError, TypeError):
 
 class BackendError(MpssError, ImportError):
     """The backend asked for with ``MPSS_FAST_BACKEND`` cannot be loaded."""
+
+
+class WireError(MpssError, ValueError):
+    """A packet or header is malformed, or a value cannot be put on the wire (``mpss_fast.wire``)."""
+
+
+class TruncatedError(WireError):
+    """The buffer ends before a header or field does, or a length field points past its end."""
+
+
+class BadHeaderError(WireError):
+    """A header is inconsistent: IP version, lengths, routing type, segment list, destination."""
+
+
+class NextHeaderError(BadHeaderError):
+    """The Next Header chain is not IPv6 -> Destination Options -> SRH -> UDP."""
+
+
+class SegmentsLeftError(BadHeaderError):
+    """Segments Left exceeds Last Entry, or is 0 where a segment endpoint must advance."""
+
+
+class HopLimitError(WireError):
+    """The Hop Limit expires at this segment endpoint (it is 1 or less)."""
+
+
+class BadPaddingError(WireError):
+    """Pad1/PadN padding is malformed: non-zero PadN data, over 7 octets, or past the header end."""
+
+
+class UnknownOptionError(WireError):
+    """An unrecognised option whose action bits (01, 10, 11) say the packet must be discarded."""
+
+    def __init__(self, message: str, option_type: int = -1) -> None:
+        super().__init__(message)
+        self.option_type = option_type
+        """The type of the offending option."""
+
+
+class DuplicateOptionError(WireError):
+    """The Destination Options header carries more than one MPSS option."""
+
+
+class MissingOptionError(WireError):
+    """The Destination Options header carries no MPSS option."""
+
+
+class UnsupportedVersionError(WireError):
+    """The MPSS option has a version this implementation does not know."""
+
+
+class BadFieldError(WireError):
+    """A field value is out of range: share index 0, k > n, k < 2, unknown field, share length mismatch, ..."""
+
+
+class ChecksumError(WireError):
+    """The UDP checksum is wrong or zero."""
+
+
+class RelayError(MpssError):
+    """A share cannot be relayed or delivered (``mpss_fast.relay``)."""
+
+
+class KeyPoolExhaustedError(RelayError):
+    """A link's key pool holds too little material; wait for more key or fail the session (never reuse)."""
+
+
+class KeyReuseError(RelayError):
+    """A key ID points at material already used: a replayed or reordered message."""
+
+
+class ReplayError(RelayError):
+    """The destination already holds a share with this session and index."""
+
+
+class TagError(RelayError):
+    """A per-hop tag does not verify: the share is dropped (its key material is still consumed)."""
+
+    def __init__(self, message: str, *, link: str, session_id: bytes, path_id: int, x: int) -> None:
+        super().__init__(message)
+        self.link = link
+        """The link the share came in on."""
+        self.session_id = session_id
+        """The session the share claims to belong to."""
+        self.path_id = path_id
+        self.x = x

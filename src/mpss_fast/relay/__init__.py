@@ -1,0 +1,28 @@
+"""Hop-by-hop one-time-pad relay of shares with per-hop Wegman-Carter (Poly1305) tags.
+
+:class:`LinkKeyPool` holds one direction of a link's QKD key; :func:`seal`,
+:func:`relay` and :func:`open_into` are one hop; :func:`seal_shares` and
+:class:`Destination` are the source and destination of a session. See
+``docs/relay.md`` for the key layout and ``docs/wire-format.md`` for the option.
+"""
+
+from .endpoints import Destination, seal_shares
+from .hop import MAC_KEY_BYTES, ShareMessage, hop_key_bytes, open_into, relay, seal
+from .packets import MPSS_UDP_PORT, first_hop_packet, message_of, relay_packet
+from .pool import LinkKeyPool
+
+__all__ = [
+    "MAC_KEY_BYTES",
+    "MPSS_UDP_PORT",
+    "Destination",
+    "LinkKeyPool",
+    "ShareMessage",
+    "first_hop_packet",
+    "hop_key_bytes",
+    "message_of",
+    "open_into",
+    "relay",
+    "relay_packet",
+    "seal",
+    "seal_shares",
+]
