@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import mpss_fast
+import mpss_fast.demo
 from mpss_fast.cli import main
 
 POLY_IDS = ["0x11b", "0x11d"]
@@ -369,48 +370,46 @@ def test_info(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_demo(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     drawn: list[bytes] = []
-    shares: list[bytes] = []
-    real_urandom, real_split = os.urandom, mpss_fast.split
+    real_urandom = os.urandom
 
     def urandom(nbytes: int) -> bytes:
         drawn.append(real_urandom(nbytes))
         return drawn[-1]
 
-    def split(*args: object, **kwargs: object) -> list[bytes]:
-        shares.extend(real_split(*args, **kwargs))  # type: ignore[arg-type]
-        return shares
-
     monkeypatch.setattr(os, "urandom", urandom)
-    monkeypatch.setattr(mpss_fast, "split", split)
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[-1] == OK_LINE
     assert len(lines) <= 20
     assert not HEX64.search(out)
-    assert sum(f"path {i}: 3 hops, share x={i} delivered" in out for i in range(1, 6)) == 5
-    assert "k=3" in out and "n=5" in out and mpss_fast.BACKEND in out
-    # Neither the key, the link keys nor any share appear (as hex or as text).
-    secrets_seen = [d for d in drawn if len(d) >= 8] + [s[1:] for s in shares]
-    assert any(len(d) == 32 for d in drawn) and len(shares) == 5
-    for value in secrets_seen:
+    assert sum(f"path {i}: 4 links, 208-byte packets, share x={i} relayed" in out for i in range(1, 6)) == 5
+    assert "k=3" in out and "n=5" in out
+    for check in ("refused as too few: yes", "matches", "each used once: yes", "next hop's tag: yes"):
+        assert check in out
+    # Neither the key nor the link key material appears (as hex or as text).
+    assert any(len(d) == 32 for d in drawn)
+    for value in drawn:
         assert value.hex()[:16] not in out.lower()
         assert value[:8].decode("latin-1") not in out
 
 
 def test_demo_reports_failure(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A combine that returns the wrong key makes the demo fail with exit 1."""
-    monkeypatch.setattr(mpss_fast, "combine", lambda shares, poly: bytes(32))
+    """A destination that rebuilds the wrong key makes the demo fail with exit 1."""
+    from mpss_fast.relay import Destination
+
+    monkeypatch.setattr(Destination, "rebuild", lambda self, session_id: bytes(32))
     assert main(["demo"]) == 1
     captured = capsys.readouterr()
     assert OK_LINE not in captured.out
     assert captured.err.startswith("mpss: error:")
 
 
-def test_no_random_module_in_cli() -> None:
-    source = Path(mpss_fast.cli.__file__).read_text()
-    assert not re.search(r"^\s*(import random|from random )", source, re.MULTILINE)
-    assert "secrets" in source
+def test_no_random_module_in_cli_or_demo() -> None:
+    for module in (mpss_fast.cli, mpss_fast.demo):
+        source = Path(module.__file__).read_text()
+        assert not re.search(r"^\s*(import random|from random )", source, re.MULTILINE)
+    assert "secrets" in Path(mpss_fast.demo.__file__).read_text()
 
 
 # -- as a separate process ----------------------------------------------------------------------------
