@@ -8,6 +8,7 @@ backends that give byte-identical results. The backend is chosen at import from
 from ._backend import kernels as _kernels
 from ._backend import native_tiers as _native_tiers
 from ._gf256 import POLY_AES, POLY_GFSHARE
+from ._selftest import selftest
 from ._validate import MAX_SECRET_BYTES, MAX_SHARES
 from .engine import Engine
 from .exceptions import BackendError, InputTypeError, MpssError, ParameterError, ShareError
@@ -57,6 +58,7 @@ __all__ = [
     "combine_array",
     "reencrypt",
     "reencrypt_into",
+    "selftest",
     "split",
     "split_array",
     "xor",

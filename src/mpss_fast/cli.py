@@ -4,7 +4,11 @@
 (raw y bytes, x in the file name); ``mpss combine`` reads them back (x from each
 file name's ``.NNN`` suffix). With ``--poly 0x11d`` the files interoperate with
 ``gfsplit``/``gfcombine``; the default 0x11B is the AES field of draft-mcgrew-tss.
-Neither the threshold nor the polynomial is stored in the files.
+Neither the threshold nor the polynomial is stored in the files. With ``--format rtss``
+each file holds one self-describing RTSS share of draft-mcgrew-tss (header, index, value;
+the secret's hash is shared with it and checked by ``combine``): see ``mpss_fast.rtss``.
+
+``mpss selftest`` runs the known-answer tests of every kernel tier (``mpss_fast.selftest``).
 
 ``mpss demo`` relays a random 32-byte key over five simulated QKD paths with a (3, 5)
 threshold and hop-by-hop one-time pads, printing fingerprints only, never key bytes.
@@ -26,13 +30,17 @@ from pathlib import Path
 
 import mpss_fast
 
+from . import rtss
 from ._backend import available
 from ._gf256 import POLY_AES, POLY_GFSHARE, POLYS
 from ._validate import check_k_n
+from .rtss import RtssShare
 
 PROG = "mpss"
 _SUFFIX = re.compile(r"\.([0-9]{3})\Z")
 _POLY_NAMES = {POLY_AES: "0x11B", POLY_GFSHARE: "0x11D"}
+FORMATS = ("gfsplit", "rtss")
+RTSS_HASHES = ("sha256", "sha1", "none")
 
 
 class CliError(Exception):
@@ -56,6 +64,14 @@ def _parse_poly(text: str) -> int:
     if value not in POLYS:
         raise CliError(f"--poly must be 0x11b or 0x11d, not {text!r}")
     return value
+
+
+def _check_format(args: argparse.Namespace, poly: int) -> None:
+    """``--format rtss`` is defined over the AES field; ``--hash`` applies to it only."""
+    if args.format == "rtss" and poly != POLY_AES:
+        raise CliError("--format rtss is defined over the AES field; --poly must be 0x11b")
+    if args.format != "rtss" and getattr(args, "hash", None) is not None:
+        raise CliError("--hash applies to --format rtss only")
 
 
 def _fingerprint(data: bytes) -> str:
@@ -102,6 +118,7 @@ def _write_private(path: str, data: bytes, force: bool) -> None:
 def cmd_split(args: argparse.Namespace) -> int:
     """Split FILE (or stdin) into STEM.001 ... STEM.NNN."""
     poly = _parse_poly(args.poly)
+    _check_format(args, poly)
     if args.file == "-" and args.output is None:
         raise CliError("reading the secret from stdin needs -o STEM to name the share files")
     if args.output == "-":
@@ -113,6 +130,13 @@ def cmd_split(args: argparse.Namespace) -> int:
     secret = _read_input(args.file)
     if not secret:
         raise CliError(f"input {_q(args.file)} is empty; there is nothing to split")
+    if args.format == "rtss":
+        hash_name = args.hash or "sha256"
+        encoded = rtss.rtss_split(secret, args.k, args.n, hash=hash_name)
+        for name, share in zip(names, encoded, strict=True):
+            _write_private(name, share, args.force)
+        print(f"wrote {args.n} RTSS shares {names[0]} ... {names[-1]} (any {args.k} rebuild it; hash {hash_name})")
+        return 0
     shares = mpss_fast.split(secret, args.k, args.n, poly=poly)
     for name, share in zip(names, shares, strict=True):
         _write_private(name, share[1:], args.force)
@@ -154,6 +178,20 @@ def _load_shares(paths: Sequence[str]) -> tuple[list[bytes], set[str]]:
     return shares, stems
 
 
+def _load_rtss_shares(paths: Sequence[str]) -> tuple[list[RtssShare], set[str]]:
+    """The decoded RTSS shares of ``paths`` and the set of their stems ("" for a name without ``.NNN``)."""
+    shares: list[RtssShare] = []
+    stems: set[str] = set()
+    for path in paths:
+        match = _SUFFIX.search(path)
+        stems.add("" if match is None else path[: match.start()])
+        try:
+            shares.append(RtssShare.decode(_read_file(path)))
+        except mpss_fast.ShareError as exc:
+            raise CliError(f"share file {_q(path)} is not an RTSS share: {exc}") from None
+    return shares, stems
+
+
 def _default_output(stems: set[str]) -> str:
     if len(stems) != 1:
         raise CliError("the share files have different stems; name the output with -o OUT (or -o - for stdout)")
@@ -166,16 +204,36 @@ def _default_output(stems: set[str]) -> str:
 def cmd_combine(args: argparse.Namespace) -> int:
     """Rebuild the secret from share files; x comes from each file name."""
     poly = _parse_poly(args.poly)
-    shares, stems = _load_shares(args.files)
+    _check_format(args, poly)
+    if args.format == "rtss":
+        decoded, stems = _load_rtss_shares(args.files)
+    else:
+        shares, stems = _load_shares(args.files)
     output = args.output if args.output is not None else _default_output(stems)
     if output != "-":
         _refuse_existing([output], args.force)
-    secret = mpss_fast.combine(shares, poly=poly)
+    if args.format == "rtss":
+        secret = rtss._combine(decoded, [_q(path) for path in args.files], rtss._engine(None))
+    else:
+        secret = mpss_fast.combine(shares, poly=poly)
     if output == "-":
         sys.stdout.buffer.write(secret)
         sys.stdout.buffer.flush()
     else:
         _write_private(output, secret, args.force)
+    return 0
+
+
+# -- selftest ---------------------------------------------------------------------------
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """Run the known-answer tests of every kernel tier; one line per tier, exit 1 on any mismatch."""
+    report = mpss_fast.selftest(raise_on_failure=False)
+    for tier, (passed, total) in report.tiers().items():
+        print(f"{tier}: {passed}/{total} checks passed")
+    if not report.ok:
+        return _fail(report.message())
     return 0
 
 
@@ -262,11 +320,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {mpss_fast.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     poly_help = "reduction polynomial: 0x11b (AES, default) or 0x11d (libgfshare)"
+    format_help = "share file layout: gfsplit (raw y bytes, x in the file name; default) or rtss (draft-mcgrew-tss)"
 
     p = sub.add_parser("split", help="split FILE into share files STEM.001 ... STEM.NNN")
     p.add_argument("-k", type=int, required=True, help="threshold: shares needed to rebuild")
     p.add_argument("-n", type=int, required=True, help="number of shares to write")
     p.add_argument("--poly", default="0x11b", help=poly_help)
+    p.add_argument("--format", choices=FORMATS, default="gfsplit", help=format_help)
+    p.add_argument(
+        "--hash", choices=RTSS_HASHES, help="rtss: hash shared with the secret and checked on combine (default sha256)"
+    )
     p.add_argument("-o", "--output", metavar="STEM", help="stem of the share files (default: FILE)")
     p.add_argument("--force", action="store_true", help="overwrite existing share files")
     p.add_argument("file", metavar="FILE", help="the secret; - for stdin")
@@ -274,9 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("combine", help="rebuild a secret from share files FILE.NNN ...")
     p.add_argument("--poly", default="0x11b", help=poly_help)
+    p.add_argument("--format", choices=FORMATS, default="gfsplit", help=format_help)
     p.add_argument("-o", "--output", metavar="OUT", help="output file, - for stdout (default: the files' stem)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
-    p.add_argument("files", metavar="FILE.NNN", nargs="+", help="share files; x is the .NNN suffix")
+    p.add_argument("files", metavar="FILE.NNN", nargs="+", help="share files; x is the .NNN suffix (gfsplit)")
     p.set_defaults(func=cmd_combine)
 
     p = sub.add_parser("info", help="show version, backends and polynomials")
@@ -290,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE (- for stdout)")
     p.add_argument("--plot", metavar="FILE.png", help="plot split/combine GB/s vs size per tier (needs matplotlib)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("selftest", help="run known-answer tests of every kernel tier and keystream")
+    p.set_defaults(func=cmd_selftest)
 
     p = sub.add_parser("demo", help="relay a random key over 5 simulated QKD paths and rebuild it")
     p.set_defaults(func=cmd_demo)

@@ -90,9 +90,7 @@ def run(k: int = 3, n: int = 5, relays: int = 3, print_line: Callable[[str], Non
 
     # Every link end used one message's material once; the last links of paths the
     # destination did not read still hold theirs (their receivers never took it).
-    expected = [
-        [(per_hop, per_hop if h < relays or i in chosen else 0) for h in range(relays + 1)] for i in range(n)
-    ]
+    expected = [[(per_hop, per_hop if h < relays or i in chosen else 0) for h in range(relays + 1)] for i in range(n)]
     used = [[(tx.position, rx.position) for tx, rx in path] for path in links]
     one_pad_each = used == expected
     say(f"link keys: {per_hop} bytes per message per link, each used once: {'yes' if one_pad_each else 'NO'}")

@@ -109,3 +109,20 @@ class TagError(RelayError):
         """The session the share claims to belong to."""
         self.path_id = path_id
         self.x = x
+
+
+class MalformedShareError(ShareError):
+    """An RTSS share cannot be decoded: truncated, a wrong Share Length, an unknown hash, threshold < 2, index 0."""
+
+
+class IntegrityError(ShareError):
+    """RTSS shares rebuild a secret whose hash does not match, for every subset tried (``mpss_fast.rtss``)."""
+
+
+class SelfTestError(MpssError):
+    """A known-answer self-test failed (``mpss_fast.selftest``); ``failures`` lists (tier, check) pairs."""
+
+    def __init__(self, message: str, failures: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.failures = failures
+        """The (tier, check) pairs that failed."""
