@@ -10,6 +10,7 @@ Inputs have been validated by ``_validate``: 1-D ``'B'`` views of equal length.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -73,6 +74,36 @@ def split_keyed(
 ) -> None:
     """eval_shares with coefficient row j = AES-256-CTR keystream of row j under ``key`` (None: a fresh one)."""
     _random.keyed_split(eval_shares, poly, secret, m, xs, outs, key)
+
+
+SMALL_SPLIT_BYTES = 4096
+"""The most coefficient bytes :func:`split_small` draws straight from the OS (as the native backend does)."""
+
+
+def split_small(poly: int, secret: memoryview, m: int, xs: bytes) -> list[bytes] | None:
+    """Split a short secret with coefficients from ``os.urandom``; None when ``m * len(secret)`` is larger.
+
+    Two AES-CTR cipher set-ups cost more than one getrandom() call for a few KiB.
+    """
+    length = secret.nbytes
+    if m * length > SMALL_SPLIT_BYTES:
+        return None
+    coeff = bytearray(os.urandom(m * length))
+    try:
+        view = memoryview(coeff)
+        shares = [bytearray(length + 1) for _ in xs]
+        for share, x in zip(shares, xs, strict=True):
+            share[0] = x
+        eval_shares(
+            poly,
+            secret,
+            [view[j * length : (j + 1) * length] for j in range(m)],
+            xs,
+            [memoryview(s)[1:] for s in shares],
+        )
+        return [bytes(s) for s in shares]
+    finally:
+        coeff[:] = bytes(len(coeff))
 
 
 def interpolate(poly: int, xs: bytes, ys: Sequence[memoryview], out: memoryview) -> None:

@@ -60,8 +60,8 @@ class Engine:
         self.backend: str = self._kernels.NAME
         self.kernel: str = self._kernels.tier
         self.keystream: str = self._kernels.keystream
-        # Native only: a short secret split in one call, coefficients drawn from the OS inside.
-        self._split_small = getattr(self._kernels, "split_small", None)
+        # A short secret is split in one call with coefficients straight from the OS.
+        self._split_small = self._kernels.split_small
 
     def __repr__(self) -> str:
         if self.backend == "pure":
@@ -91,7 +91,7 @@ class Engine:
         rng = _validate.check_rng(rng)
         view = _validate.as_bytes_view(secret, "secret")
         _validate.check_secret_length(view.nbytes)
-        if rng is None and self._split_small is not None:
+        if rng is None:
             small = self._split_small(poly, view, k - 1, xs_b)  # None unless the secret is short
             if small is not None:
                 return small  # type: ignore[no-any-return]
