@@ -126,3 +126,19 @@ class SelfTestError(MpssError):
         super().__init__(message)
         self.failures = failures
         """The (tier, check) pairs that failed."""
+
+
+class TopologyError(MpssError, ValueError):
+    """A QKD network description is malformed or names an unknown node or link (``mpss_fast.kmp``)."""
+
+
+class PathError(MpssError, ValueError):
+    """The topology cannot give the node-disjoint paths asked for; the message says how many exist and why."""
+
+
+class PolicyError(MpssError, ValueError):
+    """No (k, n) satisfies what was asked: n - f >= k > t with n <= the disjoint paths available."""
+
+
+class SessionError(RelayError):
+    """A relay session at the destination cannot complete: timed out, conflicting shares, or uncorrectable."""
