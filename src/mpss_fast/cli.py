@@ -311,6 +311,59 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- simulate ---------------------------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Simulate MPSS key relay and single-path trusted relay on one load; print (and save, plot) the comparison."""
+    try:
+        from . import sim
+    except ImportError as exc:
+        raise CliError(f"simulate needs simpy and networkx: install mpss-fast[sim] ({exc})") from None
+    for path in (args.json, args.plot):
+        if path not in (None, "-") and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise CliError(f"cannot write {_q(path)}: no such directory")
+    if args.plot:
+        sim.check_matplotlib()
+    config = sim.SimConfig(
+        topology=args.topology,
+        sessions=args.sessions,
+        seed=args.seed,
+        duration_s=args.duration,
+        key_bytes=args.key_bytes,
+        failures=args.failures,
+        tolerate=args.tolerate,
+        k=args.k,
+        n=args.n,
+        compromised_relays=args.compromised_relays,
+        tamper=args.tamper,
+        mtbf_s=args.mtbf,
+        mttr_s=args.mttr,
+        key_timeout_s=args.key_timeout,
+        verify_fraction=1.0 if args.verify else sim.SimConfig.verify_fraction,
+        keep_sessions=False,
+    ).checked()
+    topology = sim.load_topology(config.topology, seed=config.seed)
+    with sim.progress_bar(2 * config.sessions, quiet=args.quiet) as progress:
+        results = sim.run(config, topology=topology, progress=progress)
+    if args.json == "-":
+        print(results.to_json())
+    else:
+        print(
+            f"{config.sessions} sessions on {config.topology} ({results.topology['nodes']} nodes), seed {config.seed}, "
+            f"{len(results.compromised)} compromised relays; {results.verified_sessions} verified with real relays; "
+            f"{results.wall_s:.1f} s"
+        )
+        print(sim.format_table(results))
+    if args.json not in (None, "-"):
+        Path(args.json).write_text(results.to_json() + "\n", encoding="utf-8")
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        sim.plot(results, topology, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------
 
 
@@ -360,6 +413,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="relay a random key over 5 simulated QKD paths and rebuild it")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("simulate", help="simulate MPSS key relay against single-path trusted relay (needs [sim])")
+    p.add_argument(
+        "--topology", default="metro", help="metro, backbone, mesh:N or a .json/.graphml file (default metro)"
+    )
+    p.add_argument("--sessions", type=int, default=1000, help="key sessions (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated load, failures and adversary (default 0)")
+    p.add_argument(
+        "--duration", type=float, default=100.0, help="simulated seconds the sessions arrive over (default 100)"
+    )
+    p.add_argument("--key-bytes", type=int, default=32, help="bytes of each end-to-end key (default 32)")
+    p.add_argument("--failures", type=int, default=1, help="failed paths the (k, n) policy tolerates (default 1)")
+    p.add_argument("--tolerate", type=int, default=1, help="compromised relays the (k, n) policy tolerates (default 1)")
+    p.add_argument("-k", type=int, help="fixed threshold k (with -n; overrides the policy)")
+    p.add_argument("-n", type=int, help="fixed number of shares and paths n (with -k)")
+    p.add_argument("--compromised-relays", type=int, default=0, help="relays the adversary holds (default 0)")
+    p.add_argument("--tamper", action="store_true", help="compromised relays also alter what they forward")
+    p.add_argument("--mtbf", type=float, default=600.0, help="mean s between failures of a link; 0: none (default 600)")
+    p.add_argument("--mttr", type=float, default=30.0, help="mean s to repair a link (default 30)")
+    p.add_argument("--key-timeout", type=float, default=1.0, help="longest s a share waits for link key (default 1)")
+    p.add_argument("--verify", action="store_true", help="relay every share as real bytes (default: 10 %% of sessions)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE (- for stdout)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw one session's paths and the metrics (needs matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_simulate)
     return parser
 
 
