@@ -383,7 +383,7 @@ def test_demo(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatc
     assert lines[-1] == OK_LINE
     assert len(lines) <= 20
     assert not HEX64.search(out)
-    assert sum(f"path {i}: 4 links, 208-byte packets, share x={i} relayed" in out for i in range(1, 6)) == 5
+    assert sum(f"path {i}: 4 links, 224-byte packets, share x={i} relayed" in out for i in range(1, 6)) == 5
     assert "k=3" in out and "n=5" in out
     for check in ("refused as too few: yes", "matches", "each used once: yes", "next hop's tag: yes"):
         assert check in out

@@ -8,8 +8,18 @@ import uuid
 import pytest
 
 from mpss_fast import Engine
-from mpss_fast.exceptions import BadFieldError, KeyPoolExhaustedError, KeyReuseError, ReplayError, ShareError, TagError
-from mpss_fast.relay import Destination, LinkKeyPool, ShareMessage, hop_key_bytes, open_into, relay, seal, seal_shares
+from mpss_fast.exceptions import BadFieldError, KeyPoolExhaustedError, KeyReuseError, ShareError, TagError
+from mpss_fast.relay import (
+    Arrival,
+    Destination,
+    LinkKeyPool,
+    ShareMessage,
+    hop_key_bytes,
+    open_into,
+    relay,
+    seal,
+    seal_shares,
+)
 from mpss_fast.wire import MpssOption
 
 from .rng import seeded_rng
@@ -187,7 +197,8 @@ def test_source_to_destination(engine: Engine, k: int, n: int) -> None:
     dest = Destination(engine=engine)
     for i, (message, pool) in enumerate(delivered[:k]):
         assert not dest.ready(SESSION)
-        assert dest.open(message, pool) == i + 1
+        receipt = dest.open(message, pool)
+        assert (receipt.status, receipt.shares, receipt.x) == (Arrival.NEW, i + 1, message.option.x)
     assert dest.ready(SESSION)
     assert dest.rebuild(SESSION) == secret
     with pytest.raises(ShareError):  # the session is gone once rebuilt
@@ -203,14 +214,18 @@ def test_too_few_shares(engine: Engine) -> None:
         dest.rebuild(SESSION)
 
 
-def test_same_share_index_twice_is_a_replay(engine: Engine) -> None:
-    (tx_a, rx_a), (tx_b, rx_b) = _links("D", 2)
+def test_same_share_index_twice_same_bytes_is_a_duplicate_and_different_bytes_a_conflict(engine: Engine) -> None:
+    """A second copy of x is reported, never an error; its incoming key material is consumed all the same."""
+    (tx_a, rx_a), (tx_b, rx_b), (tx_c, rx_c) = _links("D", 3)
     y = bytes(32)
     dest = Destination(engine=engine)
-    dest.open(seal(_option(x=2), y, tx_a, engine=engine), rx_a)
-    with pytest.raises(ReplayError, match="x=2"):
-        dest.open(seal(_option(x=2), y, tx_b, engine=engine), rx_b)
+    dest.open(seal(_option(x=2, path_id=1), y, tx_a, engine=engine), rx_a)
+    again = dest.open(seal(_option(x=2, path_id=2), y, tx_b, engine=engine), rx_b)
+    assert (again.status, again.shares, again.earlier_paths) == (Arrival.DUPLICATE, 1, (1,))
     assert rx_b.position == hop_key_bytes(32)
+    other = dest.open(seal(_option(x=2, path_id=3), b"\1" * 32, tx_c, engine=engine), rx_c)
+    assert (other.status, other.shares, other.arrived, other.earlier_paths) == (Arrival.CONFLICT, 0, 1, (1, 2))
+    assert rx_c.position == hop_key_bytes(32)
 
 
 def test_message_disagreeing_with_its_session(engine: Engine) -> None:

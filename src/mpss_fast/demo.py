@@ -17,7 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .exceptions import MpssError, ShareError, TagError
-from .relay import Destination, LinkKeyPool, first_hop_packet, message_of, relay_packet, seal_shares
+from .relay import (
+    CHECK_BYTES,
+    Destination,
+    LinkKeyPool,
+    first_hop_packet,
+    hop_key_bytes,
+    message_of,
+    relay_packet,
+    seal_shares,
+)
 from .wire import encode_packet, parse_packet
 
 SOURCE = "2001:db8::1"
@@ -56,7 +65,7 @@ def run(k: int = 3, n: int = 5, relays: int = 3, print_line: Callable[[str], Non
 
     key = os.urandom(32)
     session = uuid.uuid4()
-    per_hop = 32 + len(key)  # Poly1305 key + pad, per message per link
+    per_hop = hop_key_bytes(len(key) + CHECK_BYTES)  # Poly1305 key + pad of the share (key and its check)
     from . import BACKEND, KERNEL
 
     say(f"MPSS demo: backend {BACKEND} ({KERNEL}), k={k}, n={n}, {relays} relays per path, session {session}")
@@ -102,8 +111,9 @@ def run(k: int = 3, n: int = 5, relays: int = 3, print_line: Callable[[str], Non
 
 def _tampering_is_caught(k: int, n: int) -> bool:
     """An attacker on a link flips a ciphertext bit and fixes the UDP checksum: the next relay must refuse it."""
-    (tx, rx), (tx_next, _) = _link("t/0", 64), _link("t/1", 64)
-    message = seal_shares(os.urandom(32), k, [tx] + [_link(f"x{i}", 64)[0] for i in range(n - 1)])[0]
+    size = hop_key_bytes(32 + CHECK_BYTES)
+    (tx, rx), (tx_next, _) = _link("t/0", size), _link("t/1", size)
+    message = seal_shares(os.urandom(32), k, [tx] + [_link(f"x{i}", size)[0] for i in range(n - 1)])[0]
     packet = parse_packet(first_hop_packet(message, SOURCE, _path(0, 1)))
     flipped = bytes([packet.payload[0] ^ 1]) + packet.payload[1:]
     forged = encode_packet(dataclasses.replace(packet, payload=flipped))  # a fresh, valid checksum

@@ -94,10 +94,6 @@ class KeyReuseError(RelayError):
     """A key ID points at material already used: a replayed or reordered message."""
 
 
-class ReplayError(RelayError):
-    """The destination already holds a share with this session and index."""
-
-
 class TagError(RelayError):
     """A per-hop tag does not verify: the share is dropped (its key material is still consumed)."""
 
@@ -142,3 +138,15 @@ class PolicyError(MpssError, ValueError):
 
 class SessionError(RelayError):
     """A relay session at the destination cannot complete: timed out, conflicting shares, or uncorrectable."""
+
+
+class UncorrectableError(SessionError):
+    """More shares are corrupt than robust reconstruction can correct: detected, no number is returned (``robust``)."""
+
+
+class ConflictError(SessionError):
+    """A session has k distinct share indices but too few usable ones: some index arrived with different values."""
+
+
+class SessionTimeoutError(SessionError):
+    """A session's deadline passed before it had k usable shares; its shares are wiped."""
