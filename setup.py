@@ -16,13 +16,19 @@ if os.environ.get("MPSS_FAST_PUREPYTHON", "") not in ("1", "true", "yes"):
     # Baseline x86-64 only: no -march flags, so the wheel runs on every CPU of its platform;
     # the SIMD tiers carry per-function target attributes and are chosen at import.
     compile_args = ["-O3", "-std=c11", "-Wall", "-Wno-unused-function"]
+    link_args: list[str] = []
     if os.environ.get("MPSS_FAST_DEBUG"):
-        compile_args = ["-O0", "-g", "-std=c11", "-Wall"]
+        # The sanitizer build (tests/sanitize.sh): AddressSanitizer + UBSan, every report fatal.
+        # The extension then needs libasan preloaded into the (uninstrumented) interpreter.
+        sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+        compile_args = ["-O1", "-g", "-fno-omit-frame-pointer", *sanitize, "-std=c11", "-Wall"]
+        link_args = sanitize
     ext = Extension(
         "mpss_fast._native",
         sources=["src/mpss_fast/_native.pyx", *sorted(glob.glob("csrc/*.c"))],
         include_dirs=["csrc"],
         extra_compile_args=compile_args,
+        extra_link_args=link_args,
     )
     ext_modules = cythonize(
         [ext],

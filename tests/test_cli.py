@@ -383,9 +383,16 @@ def test_demo(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatc
     assert lines[-1] == OK_LINE
     assert len(lines) <= 20
     assert not HEX64.search(out)
-    assert sum(f"path {i}: 4 links, 224-byte packets, share x={i} relayed" in out for i in range(1, 6)) == 5
-    assert "k=3" in out and "n=5" in out
-    for check in ("refused as too few: yes", "matches", "each used once: yes", "next hop's tag: yes"):
+    assert sum(f"path {i}: 2 relays, 208-byte packets, share x={i + 1}" in out for i in range(5)) == 5
+    assert "KMP: metro topology" in out and "k=3 n=5" in out
+    for check in (
+        "refused as too few: yes",
+        "corrected the share of path(s) 2:",
+        "matches",
+        "same at both ends: yes",
+        "each used once: yes",
+        "next hop's tag: yes",
+    ):
         assert check in out
     # Neither the key nor the link key material appears (as hex or as text).
     assert any(len(d) == 32 for d in drawn)
@@ -394,11 +401,20 @@ def test_demo(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatc
         assert value[:8].decode("latin-1") not in out
 
 
-def test_demo_reports_failure(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A destination that rebuilds the wrong key makes the demo fail with exit 1."""
-    from mpss_fast.relay import Destination
+def test_demo_without_the_kmp_uses_fixed_paths(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base install (no networkx) still runs the demo, and says where its paths come from."""
+    monkeypatch.setitem(sys.modules, "mpss_fast.kmp", None)  # import mpss_fast.kmp -> ImportError
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "5 fixed ones (pip install 'mpss-fast[sim]'" in out
+    assert out.splitlines()[-1] == OK_LINE
 
-    monkeypatch.setattr(Destination, "rebuild", lambda self, session_id: bytes(32))
+
+def test_demo_reports_failure(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A destination whose end-to-end key differs from the source's makes the demo fail with exit 1."""
+    monkeypatch.setattr(mpss_fast.demo, "derive_key", lambda number, key_id: bytes(32))
     assert main(["demo"]) == 1
     captured = capsys.readouterr()
     assert OK_LINE not in captured.out

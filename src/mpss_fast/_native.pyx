@@ -73,7 +73,6 @@ SMALL_SPLIT_BYTES = SMALL_MAX
 """The most coefficient bytes ``Kernels.split_small`` draws (on the stack, in one call)."""
 
 
-
 def _all_tiers():
     cdef Py_ssize_t i = 0
     names = []

@@ -1,9 +1,13 @@
 """``mpss demo``: one key relayed k-of-n over node-disjoint SRv6 paths, in packets, hop by hop.
 
-Everything runs in one process on made-up addresses (no network): each link's QKD key
-is stood in for by OS randomness given to both ends' pools; the source seals n shares,
-every relay verifies, re-encrypts and re-tags real IPv6/SRH/DOH/UDP packets, and the
-destination rebuilds the key from k of them. The output shows fingerprints only.
+Everything runs in one process on documentation addresses (no network): each link's QKD
+key is stood in for by OS randomness given to both ends' pools. The KMP plans five
+node-disjoint paths on the built-in metro topology (with the ``sim`` extra installed;
+otherwise five fixed paths); the source seals 3-of-5 shares; every relay verifies,
+re-encrypts and re-tags real IPv6/SRH/DOH/UDP packets; one compromised relay alters
+its share and tags it validly; the destination refuses k-1 shares, corrects the bad one
+from the other four, names its path and derives the end-to-end key. The output shows
+fingerprints only.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .exceptions import MpssError, ShareError, TagError
+from .e2e import derive_key
+from .exceptions import MpssError, SessionError, ShareError, TagError
 from .relay import (
     CHECK_BYTES,
     Destination,
@@ -24,13 +29,16 @@ from .relay import (
     first_hop_packet,
     hop_key_bytes,
     message_of,
+    open_into,
     relay_packet,
+    seal,
     seal_shares,
 )
-from .wire import encode_packet, parse_packet
+from .wire import encode_packet, forward_packet, parse_packet
 
 SOURCE = "2001:db8::1"
 DESTINATION = "2001:db8:ff::1"
+KEY_BYTES = 32
 
 
 def fingerprint(data: bytes) -> str:
@@ -46,8 +54,32 @@ class DemoResult:
     ok: bool
 
 
-def _path(i: int, relays: int) -> list[str]:
-    return [f"2001:db8:{i + 1:x}:{r}::1" for r in range(1, relays + 1)] + [DESTINATION]
+@dataclass(frozen=True)
+class _Route:
+    """One path as the demo uses it: the SID list in travel order, ending at the destination."""
+
+    source: str
+    segments: tuple[str, ...]
+
+
+def _plan(say: Callable[[str], None]) -> tuple[int, int, list[_Route]]:
+    """k, n and the paths: from the KMP on the metro topology, or fixed ones without networkx."""
+    try:
+        from .kmp import METRO_ENDPOINTS, metro, plan
+    except ImportError:
+        say("paths: 5 fixed ones (pip install 'mpss-fast[sim]' to plan them with the KMP)")
+        routes = [
+            _Route(SOURCE, (f"2001:db8:{i + 1:x}:1::1", f"2001:db8:{i + 1:x}:2::1", DESTINATION)) for i in range(5)
+        ]
+        return 3, 5, routes
+    topology = metro()
+    src, dst = METRO_ENDPOINTS
+    chosen = plan(topology, src, dst, failures=2, compromised=2)
+    say(
+        f"KMP: metro topology ({len(topology)} nodes), {chosen.n} node-disjoint paths {src} -> {dst}, "
+        f"k={chosen.k} n={chosen.n} (tolerates 2 failed paths, 2 compromised relays)"
+    )
+    return chosen.k, chosen.n, [_Route(topology.sid(src), tuple(p.segments)) for p in chosen.paths]
 
 
 def _link(name: str, nbytes: int) -> tuple[LinkKeyPool, LinkKeyPool]:
@@ -55,7 +87,21 @@ def _link(name: str, nbytes: int) -> tuple[LinkKeyPool, LinkKeyPool]:
     return LinkKeyPool(name, stream), LinkKeyPool(name, stream)
 
 
-def run(k: int = 3, n: int = 5, relays: int = 3, print_line: Callable[[str], None] = print) -> DemoResult:
+def _compromised_relay(data: bytes, pool_in: LinkKeyPool, pool_out: LinkKeyPool) -> bytes:
+    """A relay the attacker owns: it decrypts its share, alters it, and seals it validly for the next link."""
+    packet = parse_packet(data)
+    y = bytearray(packet.option.share_len)
+    open_into(message_of(packet), pool_in, y)
+    y[0] ^= 0x5A
+    altered = seal(packet.option, y, pool_out)
+    y[:] = bytes(len(y))
+    option = altered.option
+    return encode_packet(
+        forward_packet(packet, hop_key_id=option.hop_key_id, tag=option.tag, payload=altered.ciphertext)
+    )
+
+
+def run(print_line: Callable[[str], None] = print) -> DemoResult:
     """Run the demo; each output line goes to ``print_line`` as it is made."""
     lines: list[str] = []
 
@@ -63,58 +109,73 @@ def run(k: int = 3, n: int = 5, relays: int = 3, print_line: Callable[[str], Non
         lines.append(text)
         print_line(text)
 
-    key = os.urandom(32)
-    session = uuid.uuid4()
-    per_hop = hop_key_bytes(len(key) + CHECK_BYTES)  # Poly1305 key + pad of the share (key and its check)
     from . import BACKEND, KERNEL
 
-    say(f"MPSS demo: backend {BACKEND} ({KERNEL}), k={k}, n={n}, {relays} relays per path, session {session}")
-    say(f"source {SOURCE}: random 32-byte key, fingerprint {fingerprint(key)}")
-    links = [[_link(f"p{i + 1}/{h}", per_hop * 2) for h in range(relays + 1)] for i in range(n)]
+    session = uuid.uuid4()
+    say(f"MPSS demo: backend {BACKEND} ({KERNEL}), session {session}")
+    k, n, routes = _plan(say)
+    key = os.urandom(KEY_BYTES)
+    per_hop = hop_key_bytes(KEY_BYTES + CHECK_BYTES)  # Poly1305 key + pad of one share (number and its check)
+    say(f"source: random {KEY_BYTES}-byte number, fingerprint {fingerprint(key)}")
+    links = [[_link(f"p{i + 1}/{h}", per_hop) for h in range(len(r.segments))] for i, r in enumerate(routes)]
     messages = seal_shares(key, k, [path[0][0] for path in links], session_id=session)
-    arrived = {}
-    for i, message in enumerate(messages):
-        data = first_hop_packet(message, SOURCE, _path(i, relays))
-        size = len(data)
+    bad_path = 2  # path IDs are 0..n-1: the third path's first relay is compromised
+    arrived = []
+    for i, (route, message) in enumerate(zip(routes, messages, strict=True)):
+        data = first_hop_packet(message, route.source, route.segments)
+        relays = len(route.segments) - 1
         for h in range(relays):
-            data = relay_packet(data, links[i][h][1], links[i][h + 1][0])
-        arrived[i] = data
-        say(f"path {i + 1}: {relays + 1} links, {size}-byte packets, share x={message.option.x} relayed")
-    chosen = sorted(secrets.SystemRandom().sample(range(n), k))
+            pool_in, pool_out = links[i][h][1], links[i][h + 1][0]
+            if i == bad_path and h == 0:
+                data = _compromised_relay(data, pool_in, pool_out)
+            else:
+                data = relay_packet(data, pool_in, pool_out)
+        arrived.append(data)
+        note = ", its first relay alters the share" if i == bad_path else ""
+        say(f"path {i}: {relays} relays, {len(data)}-byte packets, share x={message.option.x}{note}")
+
     destination = Destination()
-    for i in chosen[: k - 1]:
+    order = sorted(range(n), key=lambda _: secrets.randbelow(1 << 30))
+    honest = [i for i in order if i != bad_path]
+    for i in honest[: k - 1]:
         destination.open(message_of(parse_packet(arrived[i])), links[i][-1][1])
     try:
-        destination.rebuild(session)
-        below_threshold_refused = False
-    except ShareError:
-        below_threshold_refused = True
-    say(f"destination {DESTINATION}: {k - 1} shares refused as too few: {'yes' if below_threshold_refused else 'NO'}")
-    last = chosen[k - 1]
-    destination.open(message_of(parse_packet(arrived[last])), links[last][-1][1])
-    rebuilt = destination.rebuild(session)
-    match = secrets.compare_digest(rebuilt, key)
-    paths = ", ".join(str(i + 1) for i in chosen)
-    say(f"rebuilt from paths {paths}: fingerprint {fingerprint(rebuilt)}, {'matches' if match else 'DOES NOT MATCH'}")
+        destination.deliver(session)
+        too_few_refused = False
+    except (ShareError, SessionError):
+        too_few_refused = True
+    say(f"destination: {k - 1} shares refused as too few: {'yes' if too_few_refused else 'NO'}")
+    for i in [*honest[k - 1 :], bad_path]:
+        destination.open(message_of(parse_packet(arrived[i])), links[i][-1][1])
+    delivery = destination.deliver(session)
+    match = secrets.compare_digest(delivery.number, key)
+    named = delivery.bad_paths == (bad_path,)
+    say(
+        f"rebuilt from {n} shares, corrected the share of path(s) {', '.join(map(str, delivery.bad_paths)) or 'none'}: "
+        f"fingerprint {fingerprint(delivery.number)}, {'matches' if match else 'DOES NOT MATCH'}"
+    )
+    e2e = delivery.key()
+    same_key = secrets.compare_digest(e2e, derive_key(key, session))
+    say(
+        f"end-to-end key (HKDF-SHA256, key ID {session}): fingerprint {fingerprint(e2e)}, same at both ends: "
+        f"{'yes' if same_key else 'NO'}"
+    )
 
-    # Every link end used one message's material once; the last links of paths the
-    # destination did not read still hold theirs (their receivers never took it).
-    expected = [[(per_hop, per_hop if h < relays or i in chosen else 0) for h in range(relays + 1)] for i in range(n)]
     used = [[(tx.position, rx.position) for tx, rx in path] for path in links]
-    one_pad_each = used == expected
-    say(f"link keys: {per_hop} bytes per message per link, each used once: {'yes' if one_pad_each else 'NO'}")
-    tamper_caught = _tampering_is_caught(k, n)
-    say(f"a relay that flips one ciphertext bit is caught by the next hop's tag: {'yes' if tamper_caught else 'NO'}")
-    ok = match and one_pad_each and below_threshold_refused and tamper_caught
+    one_pad_each = all(pair == (per_hop, per_hop) for path in used for pair in path)
+    say(f"link keys: {per_hop} bytes per share per link, each used once: {'yes' if one_pad_each else 'NO'}")
+    tamper_caught = _tampering_on_a_link_is_caught(k, n)
+    say(f"an attacker on a link who flips a bit is caught by the next hop's tag: {'yes' if tamper_caught else 'NO'}")
+    ok = match and named and same_key and one_pad_each and too_few_refused and tamper_caught
     return DemoResult(lines, ok)
 
 
-def _tampering_is_caught(k: int, n: int) -> bool:
+def _tampering_on_a_link_is_caught(k: int, n: int) -> bool:
     """An attacker on a link flips a ciphertext bit and fixes the UDP checksum: the next relay must refuse it."""
-    size = hop_key_bytes(32 + CHECK_BYTES)
+    size = hop_key_bytes(KEY_BYTES + CHECK_BYTES)
     (tx, rx), (tx_next, _) = _link("t/0", size), _link("t/1", size)
-    message = seal_shares(os.urandom(32), k, [tx] + [_link(f"x{i}", size)[0] for i in range(n - 1)])[0]
-    packet = parse_packet(first_hop_packet(message, SOURCE, _path(0, 1)))
+    message = seal_shares(os.urandom(KEY_BYTES), k, [tx] + [_link(f"x{i}", size)[0] for i in range(n - 1)])[0]
+    packet = parse_packet(first_hop_packet(message, SOURCE, ("2001:db8:1:1::1", DESTINATION)))
     flipped = bytes([packet.payload[0] ^ 1]) + packet.payload[1:]
     forged = encode_packet(dataclasses.replace(packet, payload=flipped))  # a fresh, valid checksum
     try:
