@@ -59,8 +59,9 @@ def _engine(engine: Engine | None) -> Engine:
     return _default_engine
 
 
-def _tag(material: bytearray, option: MpssOption, ciphertext: Any) -> bytes:
-    return Poly1305.generate_tag(memoryview(material)[:MAC_KEY_BYTES], option.mac_bytes() + bytes(ciphertext))
+def _tag(material: bytearray, option: MpssOption, key_id: int, ciphertext: bytes) -> bytes:
+    """The tag for ``option`` sent under ``key_id``: Poly1305 over its MAC bytes and the ciphertext."""
+    return Poly1305.generate_tag(memoryview(material)[:MAC_KEY_BYTES], option.mac_bytes(hop_key_id=key_id) + ciphertext)
 
 
 def _verify(material: bytearray, message: ShareMessage, link: str) -> None:
@@ -90,8 +91,7 @@ def seal(option: MpssOption, share: Any, pool: LinkKeyPool, *, engine: Engine | 
     try:
         pad = memoryview(material)[MAC_KEY_BYTES:]
         ciphertext = eng.xor(share, pad)  # validates share: bytes-like of share_len bytes
-        hop_option = option.with_hop(key_id)
-        return ShareMessage(hop_option.with_hop(key_id, _tag(material, hop_option, ciphertext)), ciphertext)
+        return ShareMessage(option.with_hop(key_id, _tag(material, option, key_id, ciphertext)), ciphertext)
     finally:
         wipe(material)
 
@@ -121,8 +121,7 @@ def relay(
             ciphertext = eng.reencrypt(
                 message.ciphertext, memoryview(material_in)[MAC_KEY_BYTES:], memoryview(material_out)[MAC_KEY_BYTES:]
             )
-            hop_option = option.with_hop(key_id)
-            return ShareMessage(hop_option.with_hop(key_id, _tag(material_out, hop_option, ciphertext)), ciphertext)
+            return ShareMessage(option.with_hop(key_id, _tag(material_out, option, key_id, ciphertext)), ciphertext)
         finally:
             wipe(material_out)
     finally:

@@ -148,13 +148,20 @@ class MpssOption:
             check_option_type(option_type)
         return self._pack(option_type, self.tag)
 
-    def mac_bytes(self, option_type: int = OPTION_TYPE) -> bytes:
-        """The option TLV with the tag zeroed: what the per-hop Poly1305 tag covers, before the ciphertext."""
+    def mac_bytes(self, option_type: int = OPTION_TYPE, *, hop_key_id: int | None = None) -> bytes:
+        """The option TLV with the tag zeroed: what the per-hop Poly1305 tag covers, before the ciphertext.
+
+        With ``hop_key_id``, the bytes of ``self.with_hop(hop_key_id)`` without building it.
+        """
         if option_type != OPTION_TYPE:
             check_option_type(option_type)
-        return self._pack(option_type, _ZERO_TAG)
+        if hop_key_id is None:
+            return self._pack(option_type, _ZERO_TAG)
+        if type(hop_key_id) is not int or not 0 <= hop_key_id <= _U64:
+            raise BadFieldError(f"hop_key_id must be an int in 0..2^64-1, not {hop_key_id!r}")
+        return self._pack(option_type, _ZERO_TAG, hop_key_id)
 
-    def _pack(self, option_type: int, tag: bytes) -> bytes:
+    def _pack(self, option_type: int, tag: bytes, hop_key_id: int | None = None) -> bytes:
         return _TLV.pack(
             option_type,
             OPTION_DATA_LEN,
@@ -166,7 +173,7 @@ class MpssOption:
             self.share_len,
             0,
             self.session_id,
-            self.hop_key_id,
+            self.hop_key_id if hop_key_id is None else hop_key_id,
             tag,
         )
 
