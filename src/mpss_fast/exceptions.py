@@ -150,3 +150,35 @@ class ConflictError(SessionError):
 
 class SessionTimeoutError(SessionError):
     """A session's deadline passed before it had k usable shares; its shares are wiped."""
+
+
+class StoreError(MpssError):
+    """The node's durable state cannot be read or written (``mpss_fast.node``); the operation did not happen."""
+
+
+class StoreVersionError(StoreError):
+    """The database was written by a newer schema version (or is not a node store): refused, never downgraded."""
+
+
+class StoreLockedError(StoreError):
+    """Another ``NodeStore`` (this process or another) already has the database open."""
+
+
+class StoreClosedError(StoreError):
+    """The store was closed: its pools hand out no more material and its keys cannot be read."""
+
+
+class UnknownLinkError(StoreError, LookupError):
+    """No key material was ever added for this link direction."""
+
+
+class KeyNotFoundError(StoreError, LookupError):
+    """No end-to-end key with this ID exists for this peer (never stored, or stored for another peer)."""
+
+
+class KeyAlreadyDeliveredError(StoreError):
+    """The end-to-end key was already delivered to its application; a key is delivered once."""
+
+
+class DuplicateKeyError(StoreError, ValueError):
+    """An end-to-end key with this ID is already recorded (pending, issued or delivered)."""

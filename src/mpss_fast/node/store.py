@@ -1,0 +1,497 @@
+"""The node's durable state in SQLite: link key material, consumed positions, end-to-end keys.
+
+Two promises survive a crash (``kill -9``, power loss) at any instant:
+
+* **no pad reused**: a link pool's new position is committed (``synchronous=FULL``, so
+  fsynced) *before* the material is handed out (``LinkKeyPool.on_consume``), and on
+  reopen the pool resumes at the committed position. A crash between recording and use
+  loses that material, by design; it never hands it out again.
+* **no acknowledged key lost, none delivered twice**: ``put_key`` returns only after the
+  key is committed; ``take_key`` marks it delivered and drops its bytes in the same
+  committed transaction that returns it, leaving a tombstone so a second request is
+  told "already delivered", not "unknown".
+
+Consumed link material is deleted from the database in the recording transaction, with
+``PRAGMA secure_delete=ON`` so SQLite zeroes the freed space. See ``docs/node-store.md``
+for the schema, the argument step by step and what is not guaranteed.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ..exceptions import (
+    DuplicateKeyError,
+    InputTypeError,
+    KeyAlreadyDeliveredError,
+    KeyNotFoundError,
+    ParameterError,
+    StoreClosedError,
+    StoreError,
+    StoreLockedError,
+    StoreVersionError,
+    UnknownLinkError,
+)
+from ..relay.pool import LinkKeyPool, wipe
+
+SCHEMA_VERSION = 1
+"""The schema this module writes. A database with a newer version is refused."""
+
+CHUNK_BYTES = 4096
+"""Link material is stored in rows of at most this many bytes, so recording a consumption
+rewrites at most one partly used row."""
+
+ISSUED = "issued"
+"""Source side: the key was returned to the source application by ``enc_keys``."""
+PENDING = "pending"
+"""Destination side: the key is stored until the destination application collects it."""
+DELIVERED = "delivered"
+"""Destination side: the key was handed out once; only a tombstone (no key bytes) is left."""
+
+_SCHEMA = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    # One row per link direction: `position` is the key ID of the first unconsumed byte,
+    # `stream_end` the key ID after the last byte ever added.
+    "CREATE TABLE links ("
+    " link TEXT PRIMARY KEY,"
+    " position INTEGER NOT NULL CHECK (position >= 0),"
+    " stream_end INTEGER NOT NULL CHECK (stream_end >= position))",
+    # Unconsumed material: rows of at most CHUNK_BYTES, keyed by their first byte's key ID.
+    "CREATE TABLE link_chunks ("
+    " link TEXT NOT NULL REFERENCES links (link),"
+    " start INTEGER NOT NULL,"
+    " material BLOB NOT NULL,"
+    " PRIMARY KEY (link, start)) WITHOUT ROWID",
+    # End-to-end keys; `key_bytes` is NULL once delivered (and for issued keys).
+    "CREATE TABLE keys ("
+    " key_id TEXT PRIMARY KEY,"
+    " peer TEXT NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('issued', 'pending', 'delivered')),"
+    " key_bytes BLOB,"
+    " created REAL NOT NULL,"
+    " delivered REAL)",
+    "CREATE INDEX keys_by_peer ON keys (peer, state, created)",
+)
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+"""Statements taking the schema from version v to v + 1 (none yet: version 1 is the first)."""
+
+if sys.platform != "win32":
+    import fcntl
+
+    def _lock_file(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+else:  # pragma: no cover - the node daemon runs on Linux; Windows gets no exclusive lock
+
+    def _lock_file(fd: int) -> bool:
+        return True
+
+
+def _check_name(value: Any, what: str) -> str:
+    if type(value) is not str:
+        raise InputTypeError(f"{what} must be a str, not {type(value).__name__}")
+    if not value:
+        raise ParameterError(f"{what} must be a non-empty name")
+    return value
+
+
+def _check_bytes(value: Any, what: str) -> bytes:
+    if isinstance(value, str) or not isinstance(value, (bytes, bytearray, memoryview)):
+        raise InputTypeError(f"{what} must be bytes-like, not {type(value).__name__}")
+    data = bytes(memoryview(value).cast("B"))
+    if not data:
+        raise ParameterError(f"{what} must not be empty")
+    return data
+
+
+def _check_key_id(value: Any) -> str:
+    if not isinstance(value, uuid.UUID):
+        raise InputTypeError(f"key_id must be a uuid.UUID, not {type(value).__name__}")
+    return str(value)
+
+
+class NodeStore:
+    """A node's durable state in one SQLite file (see the module docstring).
+
+    ``NodeStore(path)`` opens or creates the database; one store at a time may hold it
+    (a second raises ``StoreLockedError``; the lock is a ``flock`` on ``<path>-lock``,
+    released by the kernel when the process dies). Thread-safe: one connection, one lock.
+    Use as a context manager or call ``close()``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
+        self.path = os.fspath(path)
+        self._clock = clock
+        self._lock = threading.Lock()  # guards the connection
+        self._feed_lock = threading.Lock()  # orders add_key and pool(): taken before the others
+        self._pools: dict[str, LinkKeyPool] = {}
+        self._closed = False
+        self._lock_fd = os.open(self.path + "-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        if not _lock_file(self._lock_fd):
+            os.close(self._lock_fd)
+            raise StoreLockedError(f"{self.path} is already open in another NodeStore")
+        try:
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            try:
+                self._configure()
+                self._open_schema()
+            except BaseException:
+                self._conn.close()
+                raise
+        except sqlite3.Error as exc:
+            os.close(self._lock_fd)
+            raise StoreError(f"cannot open node store {self.path}: {exc}") from exc
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def __repr__(self) -> str:
+        return f"NodeStore({self.path!r}{', closed' if self._closed else ''})"
+
+    def __enter__(self) -> NodeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- opening -------------------------------------------------------------------
+
+    def _configure(self) -> None:
+        conn = self._conn
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit: see docs/node-store.md
+        conn.execute("PRAGMA secure_delete=ON")  # zero deleted content (consumed pads, delivered keys)
+        conn.execute("PRAGMA journal_size_limit=0")  # truncate the WAL when it is reset after a checkpoint
+        conn.execute("PRAGMA foreign_keys=ON")
+
+    def _open_schema(self) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not tables:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif "schema_version" not in tables:
+                raise StoreVersionError(f"{self.path} is an SQLite database but not an mpss node store")
+            else:
+                rows = conn.execute("SELECT version FROM schema_version").fetchall()
+                if len(rows) != 1 or type(rows[0][0]) is not int:
+                    raise StoreVersionError(f"{self.path}: the schema_version table is damaged ({rows!r})")
+                version = rows[0][0]
+                if version > SCHEMA_VERSION:
+                    raise StoreVersionError(
+                        f"{self.path} has schema version {version}, newer than this mpss_fast's "
+                        f"{SCHEMA_VERSION}: upgrade mpss_fast (the store is never downgraded)"
+                    )
+                while version < SCHEMA_VERSION:
+                    if version not in _MIGRATIONS:
+                        raise StoreVersionError(f"{self.path}: no migration from schema version {version}")
+                    for statement in _MIGRATIONS[version]:
+                        conn.execute(statement)
+                    version += 1
+                    conn.execute("UPDATE schema_version SET version = ?", (version,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"node store {self.path} is closed")
+
+    def _write(self, what: str, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``body`` in one committed write transaction; on any error roll back and raise."""
+        with self._lock:
+            self._check_open()
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                result = body(conn)
+                conn.execute("COMMIT")
+                return result
+            except BaseException as exc:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:  # pragma: no cover - the original error says more
+                        pass
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"node store {self.path}: {what} failed: {exc}") from exc
+                raise
+
+    def close(self) -> None:
+        """Checkpoint and truncate the WAL, close the database, release the lock (idempotent).
+
+        Pools handed out by ``pool()`` are wiped (their material stays in the file for the
+        next open) and refuse to hand out material afterwards.
+        """
+        with self._feed_lock:
+            with self._lock:
+                if self._closed:
+                    return
+                self._closed = True
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:  # pragma: no cover - closing anyway; the WAL is replayed on reopen
+                    pass
+                finally:
+                    self._conn.close()
+                    os.close(self._lock_fd)
+            for live in self._pools.values():  # outside the store lock: a take in progress holds its pool's lock
+                live.wipe()
+            self._pools.clear()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it to zero bytes.
+
+        Until then the WAL file may still hold frames with material consumed since the last
+        checkpoint (``close()`` does this too).
+        """
+        with self._lock:
+            self._check_open()
+            try:
+                busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"node store {self.path}: checkpoint failed: {exc}") from exc
+            if busy:  # pragma: no cover - only one connection ever opens the file
+                raise StoreError(f"node store {self.path}: checkpoint could not complete (database busy)")
+
+    # -- link key material ---------------------------------------------------------
+
+    def add_key(self, link: str, material: Any) -> None:
+        """Append QKD key material delivered for one link direction (created on first use).
+
+        The material's key IDs continue the link's stream. It is committed before this
+        returns and, if ``pool(link)`` was handed out, appended to that live pool too.
+        """
+        link = _check_name(link, "link")
+        data = _check_bytes(material, "material")
+
+        def body(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT stream_end FROM links WHERE link = ?", (link,)).fetchone()
+            if row is None:
+                end = 0
+                conn.execute("INSERT INTO links (link, position, stream_end) VALUES (?, 0, 0)", (link,))
+            else:
+                end = row[0]
+            conn.executemany(
+                "INSERT INTO link_chunks (link, start, material) VALUES (?, ?, ?)",
+                (
+                    (link, end + offset, data[offset : offset + CHUNK_BYTES])
+                    for offset in range(0, len(data), CHUNK_BYTES)
+                ),
+            )
+            conn.execute("UPDATE links SET stream_end = ? WHERE link = ?", (end + len(data), link))
+
+        # Lock order: feed lock -> store lock, feed lock -> pool lock, pool lock -> store lock
+        # (on_consume). The store lock is released before feeding the pool, so a take in
+        # progress can record its position; the feed lock keeps two add_key calls in order.
+        with self._feed_lock:
+            self._write(f"adding key to link {link}", body)
+            live = self._pools.get(link)
+            if live is not None:
+                live.add(data)
+
+    def links(self) -> dict[str, tuple[int, int]]:
+        """Every link direction with ``(position, end)``: the first unconsumed key ID and the stream's end."""
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute("SELECT link, position, stream_end FROM links ORDER BY link").fetchall()
+        return {link: (position, end) for link, position, end in rows}
+
+    def pool(self, link: str) -> LinkKeyPool:
+        """The link direction's ``LinkKeyPool``, resuming at the recorded position.
+
+        One live pool per link per store: calling again returns the same object. Its
+        ``on_consume`` commits the new position (and deletes the material behind it)
+        before any material is handed out. Raises ``UnknownLinkError`` for a link that
+        never had key added.
+        """
+        link = _check_name(link, "link")
+        with self._feed_lock:
+            self._check_open()
+            live = self._pools.get(link)
+            if live is not None:
+                return live
+            with self._lock:
+                try:
+                    row = self._conn.execute(
+                        "SELECT position, stream_end FROM links WHERE link = ?", (link,)
+                    ).fetchone()
+                    chunks = self._conn.execute(
+                        "SELECT start, material FROM link_chunks WHERE link = ? ORDER BY start", (link,)
+                    ).fetchall()
+                except sqlite3.Error as exc:
+                    raise StoreError(f"node store {self.path}: reading link {link} failed: {exc}") from exc
+            if row is None:
+                raise UnknownLinkError(f"link {link}: no key material was ever added")
+            position, end = row
+            buf = bytearray()
+            try:
+                expected = position
+                for start, chunk in chunks:
+                    skip = max(0, position - start)  # never more than the recorded position allows
+                    if start + skip != expected or skip > len(chunk):
+                        raise StoreError(
+                            f"link {link}: stored material is not contiguous at key ID {expected} "
+                            f"(a row starts at {start}); refusing to guess"
+                        )
+                    buf += memoryview(chunk)[skip:]
+                    expected = start + len(chunk)
+                if expected != end:
+                    raise StoreError(f"link {link}: stored material ends at key ID {expected}, expected {end}")
+
+                def on_consume(new_position: int) -> None:
+                    self._record_position(link, new_position)
+
+                live = LinkKeyPool(link, buf, position=position, on_consume=on_consume)
+            finally:
+                wipe(buf)
+            self._pools[link] = live
+            return live
+
+    def _record_position(self, link: str, new_position: int) -> None:
+        """Commit ``new_position`` for ``link`` and delete the stored material behind it."""
+
+        def body(conn: sqlite3.Connection) -> None:
+            updated = conn.execute(
+                "UPDATE links SET position = ? WHERE link = ? AND position <= ? AND stream_end >= ?",
+                (new_position, link, new_position, new_position),
+            ).rowcount
+            if updated != 1:
+                raise StoreError(
+                    f"link {link}: cannot record position {new_position} (behind the record or past the end)"
+                )
+            conn.execute(
+                "DELETE FROM link_chunks WHERE link = ? AND start + length(material) <= ?", (link, new_position)
+            )
+            partial = conn.execute(
+                "SELECT start FROM link_chunks WHERE link = ? AND start < ?", (link, new_position)
+            ).fetchone()
+            if partial is not None:  # keep only the unconsumed tail of the row the position falls in
+                start = partial[0]
+                conn.execute(
+                    "UPDATE link_chunks SET start = ?, material = substr(material, ?) WHERE link = ? AND start = ?",
+                    (new_position, new_position - start + 1, link, start),
+                )
+
+        self._write(f"recording link {link} position {new_position}", body)
+
+    # -- end-to-end keys -----------------------------------------------------------
+
+    def put_key(self, key_id: uuid.UUID, key: Any, *, peer: str) -> None:
+        """Destination side: keep a rebuilt key until the application for ``peer`` collects it.
+
+        Committed before this returns. ``DuplicateKeyError`` if the ID was ever recorded.
+        """
+        kid = _check_key_id(key_id)
+        data = _check_bytes(key, "key")
+        peer = _check_name(peer, "peer")
+        self._insert_key(kid, peer, PENDING, data)
+
+    def issue_key(self, key_id: uuid.UUID, *, peer: str) -> None:
+        """Source side: record that a key was issued to the source application for ``peer``
+        (ETSI 014 ``enc_keys``). The key bytes are not stored: the application holds them.
+        """
+        kid = _check_key_id(key_id)
+        peer = _check_name(peer, "peer")
+        self._insert_key(kid, peer, ISSUED, None)
+
+    def _insert_key(self, kid: str, peer: str, state: str, data: bytes | None) -> None:
+        def body(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM keys WHERE key_id = ?", (kid,)).fetchone() is not None:
+                raise DuplicateKeyError(f"key {kid} is already recorded")
+            conn.execute(
+                "INSERT INTO keys (key_id, peer, state, key_bytes, created) VALUES (?, ?, ?, ?, ?)",
+                (kid, peer, state, data, self._clock()),
+            )
+
+        self._write(f"storing key {kid}", body)
+
+    def take_key(self, key_id: uuid.UUID, *, peer: str) -> bytes:
+        """Destination side: the pending key, exactly once (ETSI 014 ``dec_keys``).
+
+        The key is marked delivered and its bytes dropped in the same committed
+        transaction that reads it. A second call raises ``KeyAlreadyDeliveredError``; an
+        ID never stored for this peer raises ``KeyNotFoundError``.
+        """
+        kid = _check_key_id(key_id)
+        peer = _check_name(peer, "peer")
+
+        def body(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute(
+                "SELECT state, key_bytes FROM keys WHERE key_id = ? AND peer = ?", (kid, peer)
+            ).fetchone()
+            if row is None or row[0] == ISSUED:
+                raise KeyNotFoundError(f"no key {kid} for peer {peer}")
+            state, data = row
+            if state == DELIVERED:
+                raise KeyAlreadyDeliveredError(f"key {kid} for peer {peer} was already delivered")
+            conn.execute(
+                "UPDATE keys SET state = ?, key_bytes = NULL, delivered = ? WHERE key_id = ?",
+                (DELIVERED, self._clock(), kid),
+            )
+            return bytes(data)
+
+        result: bytes = self._write(f"delivering key {kid}", body)
+        return result
+
+    def key_state(self, key_id: uuid.UUID, *, peer: str) -> str | None:
+        """``"issued"``, ``"pending"``, ``"delivered"``, or ``None`` if unknown for this peer."""
+        kid = _check_key_id(key_id)
+        peer = _check_name(peer, "peer")
+        with self._lock:
+            self._check_open()
+            row = self._conn.execute("SELECT state FROM keys WHERE key_id = ? AND peer = ?", (kid, peer)).fetchone()
+        return None if row is None else str(row[0])
+
+    def pending_keys(self, peer: str) -> list[uuid.UUID]:
+        """Destination side: IDs of the keys stored for ``peer`` and not yet delivered, oldest first."""
+        return self._key_ids(peer, PENDING)
+
+    def issued_keys(self, peer: str) -> list[uuid.UUID]:
+        """Source side: IDs of the keys issued to the source application for ``peer``, oldest first."""
+        return self._key_ids(peer, ISSUED)
+
+    def _key_ids(self, peer: str, state: str) -> list[uuid.UUID]:
+        peer = _check_name(peer, "peer")
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute(
+                "SELECT key_id FROM keys WHERE peer = ? AND state = ? ORDER BY created, rowid", (peer, state)
+            ).fetchall()
+        return [uuid.UUID(row[0]) for row in rows]
+
+    def forget_delivered(self, before: float) -> int:
+        """Drop tombstones of keys delivered before ``before`` (a ``clock`` time); returns how many.
+
+        Afterwards a repeated request for such a key reports ``KeyNotFoundError`` instead of
+        ``KeyAlreadyDeliveredError`` (it is still never delivered twice).
+        """
+        if isinstance(before, bool) or not isinstance(before, (int, float)):
+            raise InputTypeError(f"before must be a number, not {type(before).__name__}")
+
+        def body(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("DELETE FROM keys WHERE state = ? AND delivered < ?", (DELIVERED, before)).rowcount)
+
+        result: int = self._write("forgetting delivered keys", body)
+        return result
