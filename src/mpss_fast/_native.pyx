@@ -11,6 +11,7 @@ Inputs have been validated by ``_validate``: 1-D ``'B'`` views of equal length >
 (``xor``/``xor3`` accept length 0).
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
@@ -156,6 +157,7 @@ cdef const mpss_gf256_field *_field(int poly) except NULL:
     return f
 
 
+@cython.auto_pickle(False)  # holds raw pointers: never pickled
 cdef class _FreshBytes:
     """A writable buffer over a bytes object that nobody else has seen yet."""
     cdef bytes target
@@ -179,6 +181,7 @@ cdef class _FreshBytes:
         pass
 
 
+@cython.auto_pickle(False)  # holds raw pointers: never pickled
 cdef class _Pointers:
     """Raw pointers into a list of buffers, holding a buffer export on each so none can move."""
     cdef uint8_t **ptrs
@@ -208,6 +211,7 @@ cdef class _Pointers:
         free(self.ptrs)
 
 
+@cython.auto_pickle(False)  # holds raw pointers: never pickled
 cdef class Kernels:
     """The kernel contract (``_kernels.pyi``) bound to one tier and one split keystream.
 
