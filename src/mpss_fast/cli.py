@@ -10,6 +10,9 @@ the secret's hash is shared with it and checked by ``combine``): see ``mpss_fast
 
 ``mpss selftest`` runs the known-answer tests of every kernel tier (``mpss_fast.selftest``).
 
+``mpss kme-sim`` serves ETSI GS QKD 014 link keys for SAE pairs, a simulated KME
+(``mpss_fast.node.kme_sim``, needs the ``node`` extra).
+
 ``mpss demo`` relays a random 32-byte key over five simulated QKD paths with a (3, 5)
 threshold and hop-by-hop one-time pads, printing fingerprints only, never key bytes.
 
@@ -20,6 +23,7 @@ argparse usage errors keep exit status 2. No message contains secret or share by
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import os
@@ -364,6 +368,44 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- kme-sim ----------------------------------------------------------------------------
+
+
+def cmd_kme_sim(args: argparse.Namespace) -> int:
+    """Serve ETSI GS QKD 014 link keys for SAE pairs until SIGTERM or Ctrl-C (``mpss_fast.node.kme_sim``)."""
+    try:
+        from .node import kme_sim
+        from .node.etsi014 import KeyLimits
+    except ImportError as exc:
+        raise CliError(f"kme-sim needs aiohttp: install mpss-fast[node] ({exc})") from None
+    host, port = kme_sim.parse_listen(args.listen)
+    pairs = [kme_sim.parse_sae_pair(text) for text in args.sae]
+    if args.plain_http and (args.cert or args.key or args.ca):
+        raise CliError("--plain-http takes no --cert, --key or --ca")
+    if not args.plain_http and not (args.cert and args.key and args.ca):
+        raise CliError("kme-sim needs --cert, --key and --ca (mutual TLS), or --plain-http for development")
+    limits = KeyLimits(key_size=args.key_size, max_key_count=args.max_keys)
+    backend = kme_sim.KmeSimBackend(pairs, kme_id=args.kme_id, limits=limits, rate=args.rate)
+    scheme = "http" if args.plain_http else "https"
+    names = " ".join(f"{a},{b}" for a, b in pairs)
+
+    def ready(server: kme_sim.RunningServer) -> None:
+        shown = f"[{server.host}]" if ":" in server.host else server.host
+        print(f"kme-sim: serving ETSI 014 on {scheme}://{shown}:{server.port} for SAE pairs {names}", flush=True)
+        if args.plain_http:
+            print("kme-sim: plain HTTP, no client authentication: development only", file=sys.stderr, flush=True)
+
+    try:
+        asyncio.run(
+            kme_sim.serve(
+                backend, host, port, cert=args.cert, key=args.key, ca=args.ca, plain_http=args.plain_http, ready=ready
+            )
+        )
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from None
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------
 
 
@@ -438,6 +480,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png", help="draw one session's paths and the metrics (needs matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("kme-sim", help="simulated QKD KME serving ETSI 014 link keys over mutual TLS (needs [node])")
+    p.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to serve on (port 0: any free port)")
+    p.add_argument("--cert", metavar="PEM", help="the KME's certificate")
+    p.add_argument("--key", metavar="PEM", help="the KME's private key")
+    p.add_argument("--ca", metavar="PEM", help="CA that signed the SAE (client) certificates")
+    p.add_argument("--sae", action="append", required=True, metavar="A,B", help="an SAE pair sharing keys (repeatable)")
+    p.add_argument("--kme-id", default="kme-sim", help="this KME's ID in status answers (default kme-sim)")
+    p.add_argument("--key-size", type=int, default=256, help="default key size in bits (default 256)")
+    p.add_argument("--max-keys", type=int, default=100_000, help="most keys waiting per SAE pair (default 100000)")
+    p.add_argument("--rate", type=float, help="keys per second the simulated link makes (default: unlimited)")
+    p.add_argument("--plain-http", action="store_true", help="no TLS, caller named by X-SAE-ID: development only")
+    p.set_defaults(func=cmd_kme_sim)
     return parser
 
 

@@ -182,3 +182,45 @@ class KeyAlreadyDeliveredError(StoreError):
 
 class DuplicateKeyError(StoreError, ValueError):
     """An end-to-end key with this ID is already recorded (pending, issued or delivered)."""
+
+
+class Etsi014Error(MpssError):
+    """An ETSI GS QKD 014 key request is refused (``mpss_fast.node.etsi014_*``).
+
+    ``status`` is the HTTP status (``None`` when no HTTP answer came: connection or TLS
+    failure) and ``message`` the reason, never key bytes. A key backend raises it and the
+    server answers ``status`` with ``{"message": message}``; the client raises it on 4xx/5xx.
+    """
+
+    default_status: int | None = 500
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        """The reason, as sent in the ``{"message": ...}`` body."""
+        self.status = self.default_status if status is None else status
+        """The HTTP status, or ``None`` when no HTTP answer came."""
+
+
+class Etsi014BadRequestError(Etsi014Error, ValueError):
+    """400: a malformed key request (bad number or size, too many keys, bad or unknown key IDs, already delivered)."""
+
+    default_status = 400
+
+
+class Etsi014UnauthorizedError(Etsi014Error):
+    """401: the calling SAE has no (known) identity, or is not paired with the SAE it names."""
+
+    default_status = 401
+
+
+class Etsi014UnavailableError(Etsi014Error):
+    """503: not enough key is available now; retry later."""
+
+    default_status = 503
+
+
+class Etsi014ConnectionError(Etsi014Error):
+    """No usable HTTP answer: connection refused, TLS handshake failed, timeout, or a malformed response body."""
+
+    default_status = None

@@ -1,0 +1,218 @@
+"""The ETSI GS QKD 014 REST server (aiohttp): status, enc_keys and dec_keys over mutual TLS.
+
+``make_app(backend)`` builds the application; the calling SAE is the subject CN of its
+client certificate, checked against the CA by the TLS handshake (:func:`ssl_server_context`
+requires a client certificate, TLS 1.2 or newer). Every error is ``{"message": "..."}``
+with 400, 401 or 503 (404/405 for unknown paths and methods, 500 for a backend fault);
+no message carries key bytes. See ``docs/etsi014.md``.
+
+Plain HTTP is for development only: ``make_app(backend, require_client_cert=False)``, and
+then a caller without a certificate names itself in the ``X-SAE-ID`` header (anyone can).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from dataclasses import dataclass
+from os import PathLike
+from typing import Any
+
+from aiohttp import web
+
+from ..exceptions import Etsi014BadRequestError, Etsi014Error, Etsi014UnauthorizedError, ParameterError
+from .etsi014 import API_PREFIX, check_key_ids, check_sae_id, key_ids_from_json, keys_to_json, parse_key_id
+from .etsi014_backend import KeyBackend
+
+DEV_SAE_HEADER = "X-SAE-ID"
+"""Development only (``require_client_cert=False``): the caller's SAE ID when it has no certificate."""
+
+MAX_BODY_BYTES = 1 << 20
+"""Largest request body accepted."""
+
+_log = logging.getLogger(__name__)
+_BACKEND = web.AppKey("etsi014_backend", KeyBackend)
+_REQUIRE_CERT = web.AppKey("etsi014_require_client_cert", bool)
+
+StrPath = str | PathLike[str]
+
+
+def ssl_server_context(cert: StrPath, key: StrPath, ca: StrPath) -> ssl.SSLContext:
+    """A TLS 1.2+ server context with ``cert``/``key`` that requires a client certificate signed by ``ca``."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(cafile=ca)
+    return ctx
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"message": message}, status=status)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every refusal as ``{"message": ...}``."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except Etsi014Error as exc:
+        return _error(exc.status or 500, exc.message)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason)
+        raise
+    except Exception:
+        _log.exception("ETSI 014 request %s %s failed", request.method, request.path)
+        return _error(500, "internal error")
+
+
+def _caller(request: web.Request) -> str:
+    """The calling SAE: its certificate's subject CN (or, without one in development mode, the header)."""
+    backend = request.app[_BACKEND]
+    cert = request.transport.get_extra_info("peercert") if request.transport is not None else None
+    sae: str | None = None
+    if cert:
+        for rdn in cert.get("subject", ()):
+            for name, value in rdn:
+                if name == "commonName":
+                    sae = value
+    elif not request.app[_REQUIRE_CERT]:
+        sae = request.headers.get(DEV_SAE_HEADER)
+    if not sae:
+        raise Etsi014UnauthorizedError("no client certificate (mutual TLS is required)")
+    if not isinstance(sae, str) or not backend.is_known_sae(sae):
+        raise Etsi014UnauthorizedError("the client certificate's CN is not a known SAE")
+    return sae
+
+
+def _path_sae(request: web.Request) -> str:
+    return check_sae_id(request.match_info["sae_id"], "the SAE ID in the path")
+
+
+def _query_int(request: web.Request, name: str) -> int | None:
+    values = request.query.getall(name, [])
+    if not values:
+        return None
+    if len(values) > 1 or not values[0].isascii() or not values[0].isdigit() or len(values[0]) > 9:
+        raise Etsi014BadRequestError(f"{name} must be one decimal integer")
+    return int(values[0])
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise Etsi014BadRequestError("the request body is too large")
+    raw = await request.read()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        raise Etsi014BadRequestError("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise Etsi014BadRequestError("the request body must be a JSON object")
+    return data
+
+
+async def _status(request: web.Request) -> web.Response:
+    master = _caller(request)
+    slave = _path_sae(request)
+    status = await request.app[_BACKEND].status(master, slave)
+    return web.json_response(status.to_json())
+
+
+async def _enc_keys(request: web.Request) -> web.Response:
+    master = _caller(request)
+    slave = _path_sae(request)
+    backend = request.app[_BACKEND]
+    limits = backend.limits
+    if request.method == "POST":
+        body = await _json_body(request)
+        number = body.get("number", 1)
+        size = body.get("size", limits.key_size)
+        if body.get("additional_slave_SAE_IDs"):
+            raise Etsi014BadRequestError("additional_slave_SAE_IDs are not supported (max_SAE_ID_count is 0)")
+        if body.get("extension_mandatory"):
+            raise Etsi014BadRequestError("no extension is supported, and extension_mandatory lists one")
+    else:
+        number = _query_int(request, "number")
+        size = _query_int(request, "size")
+        number = 1 if number is None else number
+        size = limits.key_size if size is None else size
+    keys = await backend.enc_keys(master, slave, limits.check_number(number), limits.check_size(size))
+    return web.json_response(keys_to_json(keys))
+
+
+async def _dec_keys(request: web.Request) -> web.Response:
+    slave = _caller(request)
+    master = _path_sae(request)
+    backend = request.app[_BACKEND]
+    if request.method == "POST":
+        key_ids = key_ids_from_json(await _json_body(request), backend.limits)
+    else:
+        values = request.query.getall("key_ID", [])
+        if not values:
+            raise Etsi014BadRequestError("the key_ID query parameter is missing")
+        key_ids = check_key_ids([parse_key_id(value) for value in values], backend.limits)
+    keys = await backend.dec_keys(slave, master, key_ids)
+    return web.json_response(keys_to_json(keys))
+
+
+def make_app(backend: KeyBackend, *, require_client_cert: bool = True) -> web.Application:
+    """The ETSI 014 application over ``backend``.
+
+    With ``require_client_cert`` (the default) a request without a client certificate is
+    401 (and a server started with :func:`ssl_server_context` refuses it in the handshake).
+    ``require_client_cert=False`` is for development: plain HTTP is allowed and a caller
+    without a certificate is identified by its ``X-SAE-ID`` header.
+    """
+    if not isinstance(backend, KeyBackend):
+        raise ParameterError("backend must implement KeyBackend (limits, is_known_sae, status, enc_keys, dec_keys)")
+    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+    app[_BACKEND] = backend
+    app[_REQUIRE_CERT] = bool(require_client_cert)
+    app.router.add_get(API_PREFIX + "/{sae_id}/status", _status)
+    for name, handler in (("enc_keys", _enc_keys), ("dec_keys", _dec_keys)):
+        app.router.add_get(f"{API_PREFIX}/{{sae_id}}/{name}", handler)
+        app.router.add_post(f"{API_PREFIX}/{{sae_id}}/{name}", handler)
+    return app
+
+
+@dataclass
+class RunningServer:
+    """A started server: its ``port`` (useful with port 0) and :meth:`close`."""
+
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    async def close(self) -> None:
+        """Stop listening and finish."""
+        await self.runner.cleanup()
+
+
+async def start_server(
+    app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None
+) -> RunningServer:
+    """Serve ``app`` on ``host:port`` (port 0: an ephemeral one) until ``close()``.
+
+    ``ssl_context=None`` (plain HTTP) is refused unless the app was made with
+    ``require_client_cert=False``; a context that does not require client certificates is
+    refused for an app that requires them.
+    """
+    if app.get(_REQUIRE_CERT, True):
+        if ssl_context is None:
+            raise ParameterError("plain HTTP needs make_app(..., require_client_cert=False) (development only)")
+        if ssl_context.verify_mode != ssl.CERT_REQUIRED:
+            raise ParameterError("the TLS context must require client certificates (see ssl_server_context)")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        await site.start()
+        addresses = runner.addresses  # what was bound: (host, port, ...) tuples
+        bound = addresses[0][1] if addresses else port
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return RunningServer(runner, host, int(bound))
