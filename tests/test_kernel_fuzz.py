@@ -7,12 +7,7 @@ there is nothing to fuzz: skipped likewise, a failure where the native backend i
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import random
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -20,23 +15,17 @@ import pytest
 
 from mpss_fast import _backend
 
+from .atheris_run import run_harness, skip_or_fail
 from .conftest import _native_required
 
 HARNESS = Path(__file__).resolve().parent / "fuzz_kernels.py"
-ROOT = HARNESS.parents[1]
 SECONDS = 20
-
-
-def _skip_or_fail(message: str, *, fail: bool = False) -> None:
-    if fail or os.environ.get("MPSS_FAST_NO_SKIPS") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
 def harness() -> ModuleType:
     if not _backend.native_tiers():
-        _skip_or_fail("the native extension is not available: no kernels to fuzz", fail=_native_required())
+        skip_or_fail("the native extension is not available: no kernels to fuzz", fail=_native_required())
     from tests import fuzz_kernels
 
     return fuzz_kernels
@@ -59,28 +48,4 @@ def test_every_tier_operation_and_alignment_without_atheris(harness: ModuleType)
 
 @pytest.mark.slow
 def test_fuzz_the_native_kernels(tmp_path: Path, harness: ModuleType) -> None:
-    if importlib.util.find_spec("atheris") is None:
-        _skip_or_fail("atheris is not installed (pip install 'mpss-fast[test]' on x86-64 Linux, CPython 3.11-3.13)")
-    corpus = tmp_path / "corpus"
-    shutil.copytree(harness.CORPUS, corpus)  # libFuzzer adds to its corpus: never the one in the repository
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(HARNESS),
-            str(corpus),
-            f"-max_total_time={SECONDS}",
-            f"-artifact_prefix={tmp_path}/",
-            "-print_final_stats=1",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SECONDS + 120,
-        check=False,
-    )
-    tail = result.stderr[-3000:]
-    assert result.returncode == 0, tail
-    assert "Done" in result.stderr, tail
-    assert not list(tmp_path.glob("crash-*")), tail
+    run_harness(HARNESS, harness.CORPUS, tmp_path, SECONDS)
