@@ -59,6 +59,13 @@ def _q(path: str | os.PathLike[str]) -> str:
     return repr(os.fspath(path))
 
 
+def _check_report_paths(*paths: str | None) -> None:
+    """Fail before long work if a ``--json``/``--plot`` file could not be written ("-" is stdout)."""
+    for path in paths:
+        if path not in (None, "-") and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise CliError(f"cannot write {_q(path)}: no such directory")
+
+
 def _parse_poly(text: str) -> int:
     """``0x11b``/``0x11D``/``283``/``285`` -> the polynomial; anything else is a :class:`CliError`."""
     try:
@@ -288,9 +295,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             benchmark.check_matplotlib()
     except benchmark.BenchError as exc:
         raise CliError(str(exc)) from None
-    for path in (args.json, args.plot):
-        if path not in (None, "-") and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise CliError(f"cannot write {_q(path)}: no such directory")
+    _check_report_paths(args.json, args.plot)
     sizes = sizes or (benchmark.PLOT_SIZES if args.plot else benchmark.DEFAULT_SIZES)
     peers, peer_status = benchmark.load_peers() if args.peers else ([], {})
     for name, status in peer_status.items():
@@ -324,9 +329,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         from . import sim
     except ImportError as exc:
         raise CliError(f"simulate needs simpy and networkx: install mpss-fast[sim] ({exc})") from None
-    for path in (args.json, args.plot):
-        if path not in (None, "-") and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise CliError(f"cannot write {_q(path)}: no such directory")
+    _check_report_paths(args.json, args.plot)
     if args.plot:
         sim.check_matplotlib()
     config = sim.SimConfig(
