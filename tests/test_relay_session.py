@@ -57,9 +57,9 @@ def _link(name: str) -> tuple[LinkKeyPool, LinkKeyPool]:
     return LinkKeyPool(name, stream), LinkKeyPool(name, stream)
 
 
-def _shared(number: bytes, k: int, n: int, poly: int = 0x11B) -> np.ndarray:
+def _shared(number: bytes, k: int, n: int, poly: int = 0x11B, *, check: bool = True) -> np.ndarray:
     """The documented layout, built independently: shares (n, L + 16) of number || SHA-256(number)[:16]."""
-    data = number + hashlib.sha256(number).digest()[:16]
+    data = number + hashlib.sha256(number).digest()[:16] if check else number
     rng = seeded_rng(b"coefficients" + number)
     return (
         Engine("pure")
@@ -129,23 +129,75 @@ def test_exactly_k_with_a_bad_share_fails_the_check_then_more_shares_correct_it(
 
 
 def test_too_many_corrupted_shares_are_detected_never_delivered() -> None:
-    values = _shared(NUMBER, 2, 5)  # 5 shares of threshold 2: 1 corrected, 2 always detected
-    values[[1, 3]] ^= 0x80
+    values = _shared(NUMBER, 2, 5)  # one good share: fewer than k, nothing can rebuild the number
+    values[[1, 2, 3, 4]] ^= 0x80  # the four bad ones even agree with each other (a shifted polynomial)
     dest = Destination()
     _open_all(dest, values, 2, range(1, 6))
-    with pytest.raises(UncorrectableError, match="session is wiped"):
+    with pytest.raises(IntegrityError, match="session is wiped"):
         dest.deliver(SESSION)
     assert dest.pending() == ()  # every index arrived: nothing more can help
 
 
+def test_check_guided_search_corrects_what_the_code_alone_cannot() -> None:
+    # k=2 of 5 with two bad shares: Berlekamp-Welch corrects one; the check finds the good pair.
+    values = _shared(NUMBER, 2, 5)
+    values[[1, 3]] ^= 0x80
+    dest = Destination()
+    _open_all(dest, values, 2, range(1, 6))
+    delivery = dest.deliver(SESSION)
+    assert delivery.number == NUMBER and delivery.bad_xs == (2, 4) and delivery.used_xs == (1, 3, 5)
+    # Without the check nothing says which pair is right.
+    plain = _shared(NUMBER, 2, 5, check=False)
+    plain[[1, 3]] ^= 0x80
+    dest = Destination(check=False)
+    _open_all(dest, plain, 2, range(1, 6))
+    with pytest.raises(UncorrectableError):
+        dest.deliver(SESSION)
+
+
+def test_one_bad_share_of_three_with_threshold_two_is_found() -> None:
+    # The node's default (k=2, n=3): no code redundancy to correct with, the check alone names the path.
+    for bad in range(3):
+        values = _shared(NUMBER, 2, 3)
+        values[bad, 5] ^= 0x04
+        dest = Destination()
+        _open_all(dest, values, 2, [1, 2, 3])
+        delivery = dest.deliver(SESSION)
+        assert delivery.number == NUMBER and delivery.bad_xs == (bad + 1,) and delivery.bad_paths == (bad,)
+
+
 def test_miscorrection_beyond_the_bound_is_caught_by_the_check() -> None:
-    """Two of five shares (k=3) corrupted: decoding may land on a wrong codeword; the check refuses it."""
+    """Two of five shares (k=3) corrupted: decoding may land on a wrong codeword; the check refuses it
+    and the search finds the three good shares. With three corrupted, only two are good: refused."""
     values = _shared(NUMBER, 3, 5)
-    values[[0, 1]] ^= 0x33
+    noise = np.frombuffer(hashlib.sha512(b"noise").digest(), dtype=np.uint8)[: values.shape[1]] | 1
+    values[0] ^= noise
+    values[1] ^= noise[::-1]
+    dest = Destination()
+    _open_all(dest, values, 3, range(1, 6))
+    delivery = dest.deliver(SESSION)
+    assert delivery.number == NUMBER and delivery.bad_xs == (1, 2) and delivery.used_xs == (3, 4, 5)
+    values[2] ^= noise
     dest = Destination()
     _open_all(dest, values, 3, range(1, 6))
     with pytest.raises((UncorrectableError, IntegrityError)):
         dest.deliver(SESSION)
+
+
+def test_colluding_corruption_that_vanishes_at_zero_names_suspects() -> None:
+    """Beyond the decoding radius two colluding paths can make a second polynomial pass the check.
+
+    Adding the same c to shares x=1 and x=2 of a 3-of-5 split leaves the polynomial
+    through x=1,2,3 at the right number (the Lagrange weights of x=1,2 at 0 sum to 0
+    there), so {1,2,3} and {3,4,5} both pass: the number is right, and every share off
+    either polynomial is named, honest ones included.
+    """
+    values = _shared(NUMBER, 3, 5)
+    values[[0, 1]] ^= 0x33
+    dest = Destination()
+    _open_all(dest, values, 3, range(1, 6))
+    delivery = dest.deliver(SESSION)
+    assert delivery.number == NUMBER and delivery.bad_xs == (1, 2, 4, 5)
 
 
 def test_retransmission_is_a_duplicate_not_an_error() -> None:

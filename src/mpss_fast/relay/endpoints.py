@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
+import math
 import threading
 import time
 import uuid
@@ -39,6 +41,9 @@ from .session import Arrival, Delivery, Failure, Receipt, Session
 
 CHECK_BYTES = 16
 """Bytes of SHA-256(number) shared after the number when the check is on."""
+
+MAX_SUBSETS = 4096
+"""Most k-subsets the check-guided search tries (``Destination`` with ``check``)."""
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds a destination session collects shares, from its first share."""
@@ -308,6 +313,57 @@ class Destination:
         self._finish(sid, session, now)
         return delivery
 
+    def _search(self, xs: list[int], ys: np.ndarray, k: int, poly: int) -> tuple[np.ndarray, tuple[int, ...]] | None:
+        """Check-guided decoding, when more shares are corrupt than the code corrects.
+
+        Every k-subset (at most :data:`MAX_SUBSETS`) is interpolated; of those whose
+        number passes its check, the polynomial agreeing with the most shares wins and the
+        shares off it are bad. With k = 2, n = 3 this finds the one bad share, which
+        Berlekamp-Welch cannot. A subset holding a corrupt share passes the check only if
+        the corruption vanishes at x = 0, which one corrupt share cannot do and colluding
+        ones can only without knowing the number; so the number is right, but when two
+        polynomials tie (k >= 3, two or more colluding paths) every share off either is
+        named: suspects, not proof (docs/relay.md).
+        """
+        if math.comb(len(xs), k) > MAX_SUBSETS:
+            return None
+        length = ys.shape[1]
+        best: np.ndarray | None = None
+        agree_best: set[int] = set()
+        suspects: set[int] = set()
+        for subset in itertools.combinations(range(len(xs)), k):
+            picked = ys[list(subset)]
+            sub_xs = [xs[i] for i in subset]
+            try:
+                data = self._engine.combine_array(picked.reshape(k, 1, length), sub_xs, poly=poly).reshape(length)
+                if not _passes_check(data):
+                    data.fill(0)
+                    continue
+                others = [i for i in range(len(xs)) if i not in subset]
+                expected = robust.reencode(sub_xs, picked, [xs[i] for i in others], poly=poly)
+                try:
+                    agree = set(sub_xs) | {
+                        xs[i]
+                        for row, i in zip(expected, others, strict=True)
+                        if hmac.compare_digest(row.data, ys[i].data)
+                    }
+                finally:
+                    expected.fill(0)
+            finally:
+                picked.fill(0)
+            off = set(xs) - agree
+            if best is None or len(agree) > len(agree_best):
+                if best is not None:
+                    best.fill(0)
+                best, agree_best, suspects = data, agree, off
+            else:
+                if len(agree) == len(agree_best) and agree != agree_best:
+                    suspects |= off | (set(xs) - agree_best)
+                data.fill(0)
+        if best is None:
+            return None
+        return best, tuple(sorted(suspects))
+
     def _rebuild(self, name: uuid.UUID, session: Session, usable: dict[int, Any]) -> Delivery:
         k, length = session.k, session.share_len
         xs = sorted(usable)
@@ -323,11 +379,20 @@ class Destination:
                 try:
                     data, bad = robust.decode_array(xs, ys, k, poly=session.poly)
                 except UncorrectableError as exc:
-                    raise UncorrectableError(f"session {name}: {exc}") from None
+                    data = None
+                    found = self._search(xs, ys, k, session.poly) if self._check else None
+                    if found is None:
+                        raise UncorrectableError(f"session {name}: {exc}") from None
+                    data, bad = found
+                if self._check and not _passes_check(data):
+                    found = self._search(xs, ys, k, session.poly)
+                    if found is not None:
+                        data.fill(0)
+                        data, bad = found
             number = data
             if self._check:
                 number = data[: length - CHECK_BYTES]
-                if not hmac.compare_digest(number_check(number), data[length - CHECK_BYTES :].data):
+                if not _passes_check(data):
                     why = (
                         f"a share is corrupt, and exactly {k} shares cannot correct it"
                         if len(xs) == k
@@ -352,6 +417,12 @@ class Destination:
             ys.fill(0)
             if data is not None:
                 data.fill(0)
+
+
+def _passes_check(data: np.ndarray) -> bool:
+    """Whether a rebuilt ``number || check`` carries the right check."""
+    cut = data.size - CHECK_BYTES
+    return hmac.compare_digest(number_check(data[:cut]), data[cut:].data)
 
 
 def _judge(conflicts: dict[int, Any], xs: list[int], ys: np.ndarray, poly: int) -> set[int]:
