@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
@@ -409,6 +410,29 @@ def cmd_kme_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- node -------------------------------------------------------------------------------
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    """Run a key-manager node from its configuration file until SIGTERM or Ctrl-C (``mpss_fast.node.daemon``)."""
+    try:
+        from .node import daemon
+        from .node.config import load_config
+    except ImportError as exc:
+        raise CliError(f"node needs aiohttp: install mpss-fast[node] ({exc})") from None
+    config = load_config(args.config)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(daemon.run(config))
+    except KeyboardInterrupt:  # pragma: no cover - the signal handler normally catches it
+        pass
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------
 
 
@@ -496,6 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, help="keys per second the simulated link makes (default: unlimited)")
     p.add_argument("--plain-http", action="store_true", help="no TLS, caller named by X-SAE-ID: development only")
     p.set_defaults(func=cmd_kme_sim)
+
+    p = sub.add_parser("node", help="run a key-manager node: MPSS relay + ETSI 014 toward applications (needs [node])")
+    p.add_argument("--config", required=True, metavar="FILE", help="the node's configuration (JSON, or .toml)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="default info")
+    p.set_defaults(func=cmd_node)
     return parser
 
 

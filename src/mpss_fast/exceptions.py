@@ -224,3 +224,15 @@ class Etsi014ConnectionError(Etsi014Error):
     """No usable HTTP answer: connection refused, TLS handshake failed, timeout, or a malformed response body."""
 
     default_status = None
+
+
+class NodeError(MpssError):
+    """The ``mpss node`` daemon cannot start or run as configured (``mpss_fast.node``)."""
+
+
+class NodeConfigError(NodeError, ValueError):
+    """A node configuration file is unreadable or invalid; the message names the key."""
+
+
+class NetworkSetupError(NodeError):
+    """Setting up the node's network (tun device, routes) failed; the message says which command."""

@@ -33,7 +33,8 @@ MAX_BODY_BYTES = 1 << 20
 
 _log = logging.getLogger(__name__)
 _BACKEND = web.AppKey("etsi014_backend", KeyBackend)
-_REQUIRE_CERT = web.AppKey("etsi014_require_client_cert", bool)
+REQUIRE_CLIENT_CERT = web.AppKey("etsi014_require_client_cert", bool)
+"""Set on an app (``make_app`` does) to say whether ``start_server`` must insist on mutual TLS."""
 
 StrPath = str | PathLike[str]
 
@@ -79,7 +80,7 @@ def _caller(request: web.Request) -> str:
             for name, value in rdn:
                 if name == "commonName":
                     sae = value
-    elif not request.app[_REQUIRE_CERT]:
+    elif not request.app[REQUIRE_CLIENT_CERT]:
         sae = request.headers.get(DEV_SAE_HEADER)
     if not sae:
         raise Etsi014UnauthorizedError("no client certificate (mutual TLS is required)")
@@ -170,7 +171,7 @@ def make_app(backend: KeyBackend, *, require_client_cert: bool = True) -> web.Ap
         raise ParameterError("backend must implement KeyBackend (limits, is_known_sae, status, enc_keys, dec_keys)")
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     app[_BACKEND] = backend
-    app[_REQUIRE_CERT] = bool(require_client_cert)
+    app[REQUIRE_CLIENT_CERT] = bool(require_client_cert)
     app.router.add_get(API_PREFIX + "/{sae_id}/status", _status)
     for name, handler in (("enc_keys", _enc_keys), ("dec_keys", _dec_keys)):
         app.router.add_get(f"{API_PREFIX}/{{sae_id}}/{name}", handler)
@@ -200,7 +201,7 @@ async def start_server(
     ``require_client_cert=False``; a context that does not require client certificates is
     refused for an app that requires them.
     """
-    if app.get(_REQUIRE_CERT, True):
+    if app.get(REQUIRE_CLIENT_CERT, True):
         if ssl_context is None:
             raise ParameterError("plain HTTP needs make_app(..., require_client_cert=False) (development only)")
         if ssl_context.verify_mode != ssl.CERT_REQUIRED:

@@ -41,8 +41,8 @@ from ..exceptions import (
 )
 from ..relay.pool import LinkKeyPool, wipe
 
-SCHEMA_VERSION = 1
-"""The schema this module writes. A database with a newer version is refused."""
+SCHEMA_VERSION = 2
+"""The schema this module writes. A database with a newer version is refused; an older one is migrated."""
 
 CHUNK_BYTES = 4096
 """Link material is stored in rows of at most this many bytes, so recording a consumption
@@ -54,6 +54,16 @@ PENDING = "pending"
 """Destination side: the key is stored until the destination application collects it."""
 DELIVERED = "delivered"
 """Destination side: the key was handed out once; only a tombstone (no key bytes) is left."""
+
+_BATCHES = (
+    # Sender side of a link direction: key fetched from the KME but not yet confirmed by the
+    # neighbour (docs/node.md, "link keys"); not part of the stream, never handed out.
+    "CREATE TABLE link_batches ("
+    " batch INTEGER PRIMARY KEY,"
+    " link TEXT NOT NULL,"
+    " key_ids TEXT NOT NULL,"
+    " material BLOB NOT NULL)",
+)
 
 _SCHEMA = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
@@ -78,10 +88,11 @@ _SCHEMA = (
     " created REAL NOT NULL,"
     " delivered REAL)",
     "CREATE INDEX keys_by_peer ON keys (peer, state, created)",
+    *_BATCHES,
 )
 
-_MIGRATIONS: dict[int, tuple[str, ...]] = {}
-"""Statements taking the schema from version v to v + 1 (none yet: version 1 is the first)."""
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _BATCHES}
+"""Statements taking the schema from version v to v + 1."""
 
 if sys.platform != "win32":
     import fcntl
@@ -97,6 +108,21 @@ else:  # pragma: no cover - the node daemon runs on Linux; Windows gets no exclu
 
     def _lock_file(fd: int) -> bool:
         return True
+
+
+def _stream_end(conn: sqlite3.Connection, link: str) -> int:
+    row = conn.execute("SELECT stream_end FROM links WHERE link = ?", (link,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _append(conn: sqlite3.Connection, link: str, end: int, data: bytes) -> None:
+    """Append ``data`` to ``link``'s stream, which ends at ``end`` (the link row is created if missing)."""
+    conn.execute("INSERT OR IGNORE INTO links (link, position, stream_end) VALUES (?, 0, 0)", (link,))
+    conn.executemany(
+        "INSERT INTO link_chunks (link, start, material) VALUES (?, ?, ?)",
+        ((link, end + offset, data[offset : offset + CHUNK_BYTES]) for offset in range(0, len(data), CHUNK_BYTES)),
+    )
+    conn.execute("UPDATE links SET stream_end = ? WHERE link = ?", (end + len(data), link))
 
 
 def _check_name(value: Any, what: str) -> str:
@@ -131,9 +157,15 @@ class NodeStore:
     Use as a context manager or call ``close()``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time, lease_bytes: int = 0
+    ) -> None:
+        if isinstance(lease_bytes, bool) or not isinstance(lease_bytes, int) or lease_bytes < 0:
+            raise ParameterError(f"lease_bytes must be an int >= 0, not {lease_bytes!r}")
         self.path = os.fspath(path)
         self._clock = clock
+        self.lease_bytes = lease_bytes
+        self._recorded: dict[str, int] = {}  # link -> position committed (>= every byte handed out)
         self._lock = threading.Lock()  # guards the connection
         self._feed_lock = threading.Lock()  # orders add_key and pool(): taken before the others
         self._pools: dict[str, LinkKeyPool] = {}
@@ -277,39 +309,117 @@ class NodeStore:
 
     # -- link key material ---------------------------------------------------------
 
-    def add_key(self, link: str, material: Any) -> None:
+    def add_key(self, link: str, material: Any, *, start: int | None = None) -> bool:
         """Append QKD key material delivered for one link direction (created on first use).
 
         The material's key IDs continue the link's stream. It is committed before this
         returns and, if ``pool(link)`` was handed out, appended to that live pool too.
+        With ``start`` (the key ID the sender gave its first byte), a batch the stream
+        already holds (``start + len <= end``) is ignored and ``False`` returned, so a
+        repeated announcement is harmless; any other ``start`` than the stream's end
+        raises ``StoreError``. Returns ``True`` when the material was appended.
         """
         link = _check_name(link, "link")
         data = _check_bytes(material, "material")
+        if start is not None and (isinstance(start, bool) or not isinstance(start, int) or start < 0):
+            raise ParameterError(f"start must be an int >= 0, not {start!r}")
 
-        def body(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT stream_end FROM links WHERE link = ?", (link,)).fetchone()
-            if row is None:
-                end = 0
-                conn.execute("INSERT INTO links (link, position, stream_end) VALUES (?, 0, 0)", (link,))
-            else:
-                end = row[0]
-            conn.executemany(
-                "INSERT INTO link_chunks (link, start, material) VALUES (?, ?, ?)",
-                (
-                    (link, end + offset, data[offset : offset + CHUNK_BYTES])
-                    for offset in range(0, len(data), CHUNK_BYTES)
-                ),
-            )
-            conn.execute("UPDATE links SET stream_end = ? WHERE link = ?", (end + len(data), link))
+        def body(conn: sqlite3.Connection) -> bool:
+            end = _stream_end(conn, link)
+            if start is not None and start != end:
+                if start + len(data) <= end:
+                    return False
+                raise StoreError(
+                    f"link {link}: a batch at key ID {start} ({len(data)} bytes) does not continue the stream, "
+                    f"which ends at {end}"
+                )
+            _append(conn, link, end, data)
+            return True
 
+        return self._feed(link, f"adding key to link {link}", body, data)
+
+    def _feed(self, link: str, what: str, body: Callable[[sqlite3.Connection], Any], data: bytes) -> Any:
         # Lock order: feed lock -> store lock, feed lock -> pool lock, pool lock -> store lock
         # (on_consume). The store lock is released before feeding the pool, so a take in
-        # progress can record its position; the feed lock keeps two add_key calls in order.
+        # progress can record its position; the feed lock keeps two additions in order.
         with self._feed_lock:
-            self._write(f"adding key to link {link}", body)
+            added = self._write(what, body)
+            live = self._pools.get(link)
+            if live is not None and added is not False:
+                live.add(data)
+            return added
+
+    def stream_end(self, link: str) -> int:
+        """The key ID after the last byte ever added to ``link`` (0 for a link never fed)."""
+        link = _check_name(link, "link")
+        with self._lock:
+            self._check_open()
+            return _stream_end(self._conn, link)
+
+    # -- staged batches (sender side of the link key exchange) ------------------------
+
+    def stage_batch(self, link: str, key_ids: list[uuid.UUID], material: Any) -> int:
+        """Keep key the KME gave the sender of ``link`` until the neighbour confirms it has it too.
+
+        Staged material is not in the stream and never handed out; ``commit_batch``
+        appends it, ``drop_batch`` discards it. Returns the batch number.
+        """
+        link = _check_name(link, "link")
+        data = _check_bytes(material, "material")
+        if not key_ids:
+            raise ParameterError("a batch needs at least one key ID")
+        ids = ",".join(_check_key_id(kid) for kid in key_ids)
+
+        def body(conn: sqlite3.Connection) -> int:
+            cur = conn.execute("INSERT INTO link_batches (link, key_ids, material) VALUES (?, ?, ?)", (link, ids, data))
+            return int(cur.lastrowid or 0)
+
+        result: int = self._write(f"staging a batch for link {link}", body)
+        return result
+
+    def staged_batches(self, link: str) -> list[tuple[int, list[uuid.UUID], int]]:
+        """``(batch, key_ids, nbytes)`` of every staged batch of ``link``, oldest first."""
+        link = _check_name(link, "link")
+        with self._lock:
+            self._check_open()
+            rows = self._conn.execute(
+                "SELECT batch, key_ids, length(material) FROM link_batches WHERE link = ? ORDER BY batch", (link,)
+            ).fetchall()
+        return [(batch, [uuid.UUID(k) for k in ids.split(",")], size) for batch, ids, size in rows]
+
+    def commit_batch(self, link: str, batch: int) -> int:
+        """Append a staged batch to ``link``'s stream (and live pool); returns the key ID of its first byte."""
+        link = _check_name(link, "link")
+        holder: list[bytes] = []
+
+        def body(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT material FROM link_batches WHERE batch = ? AND link = ?", (batch, link)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"link {link}: no staged batch {batch}")
+            data = bytes(row[0])
+            end = _stream_end(conn, link)
+            _append(conn, link, end, data)
+            conn.execute("DELETE FROM link_batches WHERE batch = ?", (batch,))
+            holder.append(data)
+            return end
+
+        with self._feed_lock:
+            start: int = self._write(f"committing batch {batch} of link {link}", body)
             live = self._pools.get(link)
             if live is not None:
-                live.add(data)
+                live.add(holder[0])
+            return start
+
+    def drop_batch(self, link: str, batch: int) -> None:
+        """Discard a staged batch (the neighbour could not get the same key from the KME)."""
+        link = _check_name(link, "link")
+
+        def body(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM link_batches WHERE batch = ? AND link = ?", (batch, link))
+
+        self._write(f"dropping batch {batch} of link {link}", body)
 
     def links(self) -> dict[str, tuple[int, int]]:
         """Every link direction with ``(position, end)``: the first unconsumed key ID and the stream's end."""
@@ -363,6 +473,8 @@ class NodeStore:
                 def on_consume(new_position: int) -> None:
                     self._record_position(link, new_position)
 
+                self._recorded[link] = position
+
                 live = LinkKeyPool(link, buf, position=position, on_consume=on_consume)
             finally:
                 wipe(buf)
@@ -370,31 +482,39 @@ class NodeStore:
             return live
 
     def _record_position(self, link: str, new_position: int) -> None:
-        """Commit ``new_position`` for ``link`` and delete the stored material behind it."""
+        """Commit a position >= ``new_position`` for ``link`` and delete the stored material behind it.
 
-        def body(conn: sqlite3.Connection) -> None:
+        With ``lease_bytes`` the committed position runs ahead of use by up to that many
+        bytes (capped at the stream's end), so most takes commit nothing; a restart resumes
+        at the committed position and the leased bytes are never used.
+        """
+        if new_position <= self._recorded.get(link, -1):
+            return  # within the lease already committed
+        target = new_position + self.lease_bytes
+
+        def body(conn: sqlite3.Connection) -> int:
             updated = conn.execute(
-                "UPDATE links SET position = ? WHERE link = ? AND position <= ? AND stream_end >= ?",
-                (new_position, link, new_position, new_position),
+                "UPDATE links SET position = min(?, stream_end) WHERE link = ? AND position <= ? AND stream_end >= ?",
+                (target, link, new_position, new_position),
             ).rowcount
             if updated != 1:
                 raise StoreError(
                     f"link {link}: cannot record position {new_position} (behind the record or past the end)"
                 )
-            conn.execute(
-                "DELETE FROM link_chunks WHERE link = ? AND start + length(material) <= ?", (link, new_position)
-            )
+            position = int(conn.execute("SELECT position FROM links WHERE link = ?", (link,)).fetchone()[0])
+            conn.execute("DELETE FROM link_chunks WHERE link = ? AND start + length(material) <= ?", (link, position))
             partial = conn.execute(
-                "SELECT start FROM link_chunks WHERE link = ? AND start < ?", (link, new_position)
+                "SELECT start FROM link_chunks WHERE link = ? AND start < ?", (link, position)
             ).fetchone()
             if partial is not None:  # keep only the unconsumed tail of the row the position falls in
                 start = partial[0]
                 conn.execute(
                     "UPDATE link_chunks SET start = ?, material = substr(material, ?) WHERE link = ? AND start = ?",
-                    (new_position, new_position - start + 1, link, start),
+                    (position, position - start + 1, link, start),
                 )
+            return position
 
-        self._write(f"recording link {link} position {new_position}", body)
+        self._recorded[link] = self._write(f"recording link {link} position {new_position}", body)
 
     # -- end-to-end keys -----------------------------------------------------------
 

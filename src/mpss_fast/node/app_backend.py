@@ -1,0 +1,105 @@
+"""The node's ETSI 014 backend toward its applications: keys made by MPSS, stored until collected.
+
+:class:`NodeKeyBackend` is a :class:`~mpss_fast.node.etsi014_backend.StoreBackend` that
+knows which end of each application pair lives at this node: ``enc_keys`` is served only
+to a master SAE whose node this is (the key is relayed to the slave's node), ``dec_keys``
+only to a slave SAE here. A ``dec_keys`` for a key still on its way waits for it, up to
+``dec_wait_s``, instead of answering "unknown" a millisecond too early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+from ..exceptions import Etsi014UnauthorizedError, Etsi014UnavailableError, KeyPoolExhaustedError
+from .config import AppPair
+from .etsi014 import KeyLimits, KeyList, KeyStatus, sae_pair
+from .etsi014_backend import StoreBackend
+from .store import NodeStore
+
+MakeKey = Callable[[AppPair, int], tuple[uuid.UUID, bytes]]
+
+
+class NodeKeyBackend(StoreBackend):
+    """ETSI 014 keys of the application pairs with an end at node ``node`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: NodeStore,
+        node: str,
+        pairs: tuple[AppPair, ...],
+        make_key: MakeKey,
+        *,
+        dec_wait_s: float,
+        limits: KeyLimits | None = None,
+    ) -> None:
+        self.node = node
+        self.app_pairs = {(p.master, p.slave): p for p in pairs}
+        self.make_key = make_key
+        self.dec_wait_s = dec_wait_s
+        self._arrivals: dict[uuid.UUID, asyncio.Event] = {}
+        super().__init__(
+            store,
+            self._factory,
+            kme_id=node,
+            pairs={(p.master, p.slave): (p.slave_node if p.master_node == node else p.master_node) for p in pairs},
+            limits=limits,
+        )
+
+    def _pair(self, master: str, slave: str, side: str) -> AppPair:
+        pair = self.app_pairs.get((master, slave))
+        if pair is None:
+            raise Etsi014UnauthorizedError(f"SAE {master} is not paired with SAE {slave} (master, slave) here")
+        at = pair.master_node if side == "master" else pair.slave_node
+        if at != self.node:
+            raise Etsi014UnauthorizedError(f"SAE {master if side == 'master' else slave} is not at node {self.node}")
+        return pair
+
+    def _factory(self, master: str, slave: str, size_bits: int) -> tuple[uuid.UUID, bytes]:
+        try:
+            return self.make_key(self._pair(master, slave, "master"), size_bits)
+        except KeyPoolExhaustedError as exc:
+            raise Etsi014UnavailableError(f"not enough link key to relay a key to SAE {slave} now ({exc})") from None
+
+    async def status(self, master: str, slave: str) -> KeyStatus:
+        self._pair(master, slave, "master")
+        return await super().status(master, slave)
+
+    async def enc_keys(self, master: str, slave: str, number: int, size_bits: int) -> KeyList:
+        self._pair(master, slave, "master")
+        return await super().enc_keys(master, slave, number, size_bits)
+
+    async def dec_keys(self, slave: str, master: str, key_ids: list[uuid.UUID]) -> KeyList:
+        self._pair(master, slave, "slave")
+        peer = sae_pair(master, slave)
+        deadline = time.monotonic() + self.dec_wait_s
+        for kid in key_ids:
+            while self.store.key_state(kid, peer=peer) is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break  # the store backend answers 400 "unknown"
+                event = self._arrivals.setdefault(kid, asyncio.Event())
+                try:
+                    await asyncio.wait_for(event.wait(), left)
+                except asyncio.TimeoutError:
+                    break
+                finally:
+                    if self._arrivals.get(kid) is event:
+                        del self._arrivals[kid]
+        return await super().dec_keys(slave, master, key_ids)
+
+    def arrived(self, key_id: uuid.UUID) -> None:
+        """Wake a ``dec_keys`` waiting for ``key_id`` (call after the key is stored)."""
+        event = self._arrivals.get(key_id)
+        if event is not None:
+            event.set()
+
+    def pair_from(self, source_node: str) -> AppPair | None:
+        """The pair whose master is at ``source_node`` and slave here."""
+        for pair in self.app_pairs.values():
+            if pair.master_node == source_node and pair.slave_node == self.node:
+                return pair
+        return None

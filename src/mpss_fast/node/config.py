@@ -1,0 +1,313 @@
+"""The node's configuration file (``mpss node --config FILE``): JSON, or TOML by its ``.toml`` suffix.
+
+Every key is documented in ``docs/node.md``; unknown keys are refused so a typo is not
+silently ignored. :func:`load_config` returns a validated, frozen :class:`NodeConfig`
+or raises :class:`~mpss_fast.exceptions.NodeConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import MpssError, NodeConfigError
+from ..kmp import Topology
+from ..kmp.files import from_dict as topology_from_dict
+from ..kmp.files import load as load_topology
+from .etsi014 import check_sae_id
+from .kme_sim import parse_listen
+
+TRANSPORTS = ("srv6", "udp")
+"""``srv6``: real IPv6 packets through a tun device bound to the node's SID (Linux, root).
+``udp``: each packet carried in a UDP datagram to the next node's ``udp`` endpoint (no privileges)."""
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The node's TLS identity: its certificate (CN = node name), key, and the CA it trusts."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """One QKD link of this node: the neighbour, where its peer API is, and the KME serving the link."""
+
+    neighbour: str
+    peer_url: str
+    """The neighbour node's peer API (link key announcements), e.g. ``https://[fd00:1::2]:7443``."""
+    kme_url: str
+    """The link's KME (ETSI GS QKD 014), e.g. ``https://[fd00:ff::1]:8443``."""
+    sae_id: str
+    """This node's SAE ID at that KME (with TLS, the CN of ``tls.cert`` must match)."""
+    neighbour_sae_id: str
+    """The neighbour's SAE ID at that KME."""
+
+
+@dataclass(frozen=True)
+class AppPair:
+    """An ETSI 014 application pair: ``master`` at ``master_node`` gets keys for ``slave`` at ``slave_node``."""
+
+    master: str
+    slave: str
+    master_node: str
+    slave_node: str
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A validated node configuration (see ``docs/node.md`` for each field)."""
+
+    node: str
+    db: Path
+    topology: Topology
+    k: int
+    n: int
+    transport: str
+    tun: str
+    udp: dict[str, tuple[str, int]]
+    links: tuple[LinkConfig, ...]
+    tls: Tls | None
+    peer_listen: tuple[str, int]
+    api_listen: tuple[str, int] | None
+    """Where the ETSI 014 server listens; ``None`` at a node without applications (a pure relay)."""
+    pairs: tuple[AppPair, ...]
+    lease_bytes: int = 16384
+    key_batch: int = 32
+    key_bits: int = 8192
+    low_water_bytes: int = 262144
+    refill_interval_s: float = 0.05
+    collect_s: float = 0.25
+    dec_wait_s: float = 2.0
+    tamper: bool = False
+
+    @property
+    def plain_http(self) -> bool:
+        """No TLS configured: every HTTP interface is plain (development only)."""
+        return self.tls is None
+
+    @property
+    def sid(self) -> str:
+        """This node's SID (from the topology)."""
+        return self.topology.sid(self.node)
+
+    def link(self, neighbour: str) -> LinkConfig:
+        """The link to ``neighbour`` (``NodeConfigError`` if there is none)."""
+        for link in self.links:
+            if link.neighbour == neighbour:
+                return link
+        raise NodeConfigError(f"node {self.node} has no link to {neighbour}")
+
+
+_TOP = {
+    "node", "db", "topology", "k", "n", "transport", "tun", "udp", "links", "tls", "plain_http",
+    "peer", "api", "keys", "destination", "testing",
+}  # fmt: skip
+_REQUIRED = ("node", "db", "topology", "k", "n", "links", "peer")
+
+
+def _keys(section: Any, where: str, allowed: set[str], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    if not isinstance(section, dict):
+        raise NodeConfigError(f"{where} must be a table/object, not {type(section).__name__}")
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise NodeConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    missing = [key for key in required if key not in section]
+    if missing:
+        raise NodeConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+    return section
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise NodeConfigError(f"{where} must be a non-empty string, not {value!r}")
+    return value
+
+
+def _int(value: Any, where: str, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
+        bound = f" and <= {maximum}" if maximum else ""
+        raise NodeConfigError(f"{where} must be an integer >= {minimum}{bound}, not {value!r}")
+    return value
+
+
+def _seconds(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise NodeConfigError(f"{where} must be a number of seconds > 0, not {value!r}")
+    return float(value)
+
+
+def _listen(value: Any, where: str) -> tuple[str, int]:
+    try:
+        return parse_listen(_str(value, where))
+    except MpssError as exc:
+        raise NodeConfigError(f"{where}: {exc}") from None
+
+
+def _sae(value: Any, where: str) -> str:
+    try:
+        return check_sae_id(_str(value, where))
+    except MpssError as exc:
+        raise NodeConfigError(f"{where}: {exc}") from None
+
+
+def _path(value: Any, where: str, base: Path) -> Path:
+    path = Path(_str(value, where))
+    return path if path.is_absolute() else base / path
+
+
+def _topology(value: Any, base: Path) -> Topology:
+    try:
+        if isinstance(value, str):
+            return load_topology(_path(value, "topology", base))
+        return topology_from_dict(value)
+    except (MpssError, OSError) as exc:
+        raise NodeConfigError(f"topology: {exc}") from None
+
+
+def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
+    """A :class:`NodeConfig` from parsed JSON/TOML data; relative paths are taken from ``base``."""
+    cfg = _keys(data, "config", _TOP, _REQUIRED)
+    node = _str(cfg["node"], "node")
+    topology = _topology(cfg["topology"], base)
+    if node not in topology.nodes:
+        raise NodeConfigError(f"node {node!r} is not in the topology")
+    k, n = _int(cfg["k"], "k", 2, 255), _int(cfg["n"], "n", 2, 255)
+    if k > n:
+        raise NodeConfigError(f"k={k} exceeds n={n}")
+    transport = cfg.get("transport", "srv6")
+    if transport not in TRANSPORTS:
+        raise NodeConfigError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
+    tun = _str(cfg.get("tun", "mpss0"), "tun")
+    if len(tun) > 15:
+        raise NodeConfigError(f"tun: interface names have at most 15 characters, not {tun!r}")
+    udp: dict[str, tuple[str, int]] = {}
+    if transport == "udp":
+        table = _keys(cfg.get("udp", {}), "udp", set(topology.nodes))
+        for name in topology.nodes:
+            if name not in table:
+                raise NodeConfigError(f"udp: transport 'udp' needs an endpoint for every node; {name!r} has none")
+            udp[name] = _listen(table[name], f"udp.{name}")
+    elif "udp" in cfg:
+        raise NodeConfigError("udp: endpoints are only used with transport 'udp'")
+
+    plain = cfg.get("plain_http", False)
+    if type(plain) is not bool:
+        raise NodeConfigError(f"plain_http must be true or false, not {plain!r}")
+    tls: Tls | None = None
+    if "tls" in cfg:
+        if plain:
+            raise NodeConfigError("plain_http = true and a tls section exclude each other")
+        section = _keys(cfg["tls"], "tls", {"cert", "key", "ca"}, ("cert", "key", "ca"))
+        tls = Tls(*(_path(section[name], f"tls.{name}", base) for name in ("cert", "key", "ca")))
+    elif not plain:
+        raise NodeConfigError("a tls section (cert, key, ca) is required; plain_http = true is for development only")
+
+    links: list[LinkConfig] = []
+    if not isinstance(cfg["links"], list) or not cfg["links"]:
+        raise NodeConfigError("links must be a non-empty list")
+    for i, entry in enumerate(cfg["links"]):
+        where = f"links[{i}]"
+        section = _keys(
+            entry,
+            where,
+            {"neighbour", "peer_url", "kme_url", "sae_id", "neighbour_sae_id"},
+            ("neighbour", "peer_url", "kme_url"),
+        )
+        neighbour = _str(section["neighbour"], f"{where}.neighbour")
+        if neighbour not in topology.nodes or not topology.has_link(node, neighbour):
+            raise NodeConfigError(f"{where}: the topology has no link {node}-{neighbour}")
+        if any(link.neighbour == neighbour for link in links):
+            raise NodeConfigError(f"{where}: a second link to {neighbour}")
+        links.append(
+            LinkConfig(
+                neighbour=neighbour,
+                peer_url=_str(section["peer_url"], f"{where}.peer_url"),
+                kme_url=_str(section["kme_url"], f"{where}.kme_url"),
+                sae_id=_sae(section.get("sae_id", node), f"{where}.sae_id"),
+                neighbour_sae_id=_sae(section.get("neighbour_sae_id", neighbour), f"{where}.neighbour_sae_id"),
+            )
+        )
+
+    peer = _keys(cfg["peer"], "peer", {"listen"}, ("listen",))
+    api = _keys(cfg.get("api", {}), "api", {"listen", "pairs"})
+    pairs: list[AppPair] = []
+    for i, entry in enumerate(api.get("pairs", [])):
+        where = f"api.pairs[{i}]"
+        section = _keys(
+            entry,
+            where,
+            {"master", "slave", "master_node", "slave_node"},
+            ("master", "slave", "master_node", "slave_node"),
+        )
+        pair = AppPair(*(_sae(section[name], f"{where}.{name}") for name in ("master", "slave")),
+                       *(_str(section[name], f"{where}.{name}") for name in ("master_node", "slave_node")))  # fmt: skip
+        for end in (pair.master_node, pair.slave_node):
+            if end not in topology.nodes:
+                raise NodeConfigError(f"{where}: node {end!r} is not in the topology")
+        if pair.master_node == pair.slave_node:
+            raise NodeConfigError(f"{where}: master and slave are at the same node; nothing to relay")
+        if node not in (pair.master_node, pair.slave_node):
+            raise NodeConfigError(f"{where}: neither end of the pair is at this node ({node})")
+        if any((p.master_node, p.slave_node) == (pair.master_node, pair.slave_node) for p in pairs):
+            raise NodeConfigError(f"{where}: one SAE pair per (master node, slave node) direction")
+        pairs.append(pair)
+
+    keys = _keys(
+        cfg.get("keys", {}), "keys", {"lease_bytes", "batch", "key_bits", "low_water_bytes", "refill_interval_s"}
+    )
+    dest = _keys(cfg.get("destination", {}), "destination", {"collect_s", "dec_wait_s"})
+    testing = _keys(cfg.get("testing", {}), "testing", {"tamper"})
+    tamper = testing.get("tamper", False)
+    if type(tamper) is not bool:
+        raise NodeConfigError(f"testing.tamper must be true or false, not {tamper!r}")
+    key_bits = _int(keys.get("key_bits", 8192), "keys.key_bits", 64, 65536)
+    if key_bits % 8:
+        raise NodeConfigError("keys.key_bits must be a multiple of 8")
+    return NodeConfig(
+        node=node,
+        db=_path(cfg["db"], "db", base),
+        topology=topology,
+        k=k,
+        n=n,
+        transport=transport,
+        tun=tun,
+        udp=udp,
+        links=tuple(links),
+        tls=tls,
+        peer_listen=_listen(peer["listen"], "peer.listen"),
+        api_listen=_listen(api["listen"], "api.listen") if "listen" in api else None,
+        pairs=tuple(pairs),
+        lease_bytes=_int(keys.get("lease_bytes", 16384), "keys.lease_bytes", 0),
+        key_batch=_int(keys.get("batch", 32), "keys.batch", 1, 1024),
+        key_bits=key_bits,
+        low_water_bytes=_int(keys.get("low_water_bytes", 262144), "keys.low_water_bytes", 1),
+        refill_interval_s=_seconds(keys.get("refill_interval_s", 0.05), "keys.refill_interval_s"),
+        collect_s=_seconds(dest.get("collect_s", 0.25), "destination.collect_s"),
+        dec_wait_s=_seconds(dest.get("dec_wait_s", 2.0), "destination.dec_wait_s"),
+        tamper=tamper,
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> NodeConfig:
+    """Read and validate a node configuration file (``.toml``: TOML, otherwise JSON)."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise NodeConfigError(f"cannot read the node configuration {file}: {exc.strerror}") from None
+    if file.suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise NodeConfigError(f"{file}: TOML configuration needs Python 3.11+; use JSON") from None
+    try:
+        data = tomllib.loads(raw.decode()) if file.suffix == ".toml" else json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NodeConfigError(f"{file}: not valid {'TOML' if file.suffix == '.toml' else 'JSON'}: {exc}") from None
+    return parse_config(data, base=file.parent)

@@ -1,0 +1,222 @@
+"""``mpss node``: one asyncio process per QKD node, acting as source, relay and destination.
+
+:class:`Node` wires the parts together (``docs/node.md``):
+
+* the store (``NodeStore``): link key streams, consumed positions, keys until delivered;
+* link keys: per neighbour, a :class:`~mpss_fast.node.linkkeys.LinkKeyFeeder` for the
+  outgoing direction (ETSI 014 ``enc_keys`` at the link's KME) and a receiver for the
+  incoming one (``dec_keys``), synchronised over the peer API;
+* shares (:class:`~mpss_fast.node.shares.ShareNode`) over the transport (tun on real SRv6,
+  or UDP);
+* the ETSI 014 server toward applications (:class:`NodeKeyBackend`).
+
+Log lines go to the ``mpss_fast.node`` logger; they carry key IDs, never key bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from ..exceptions import DuplicateKeyError, NodeError
+from .app_backend import NodeKeyBackend
+from .config import NodeConfig
+from .etsi014 import sae_pair
+from .etsi014_client import Etsi014Client, ssl_client_context
+from .etsi014_server import RunningServer, make_app, ssl_server_context, start_server
+from .linkkeys import LinkKeyFeeder, LinkKeyReceiver, link_name
+from .peer_api import PeerClient, make_peer_app
+from .shares import ShareNode
+from .store import NodeStore
+from .transport import Transport, TunTransport, UdpTransport
+
+log = logging.getLogger("mpss_fast.node")
+
+EXPIRE_INTERVAL_S = 0.02
+"""How often sessions past their collection time are delivered or reported."""
+
+
+class Node:
+    """A running node: ``await node.start()``, then ``await node.close()`` (or :func:`run`)."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.store: NodeStore | None = None
+        self.shares: ShareNode | None = None
+        self.backend: NodeKeyBackend | None = None
+        self.transport: Transport | None = None
+        self.feeders: dict[str, LinkKeyFeeder] = {}
+        self._kmes: list[Etsi014Client] = []
+        self._peers: list[PeerClient] = []
+        self._servers: list[RunningServer] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.api_port: int | None = None
+        self.peer_port: int | None = None
+
+    # -- start and stop -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, start the transport, the link key exchange and both HTTP servers."""
+        cfg = self.config
+        try:
+            self.store = NodeStore(cfg.db, lease_bytes=cfg.lease_bytes)
+            self.transport = self._transport()
+            self.shares = ShareNode(cfg, self.store, self.transport.send, self._store_key)
+            if cfg.pairs:
+                self.backend = NodeKeyBackend(
+                    self.store, cfg.node, cfg.pairs, self.shares.make_key, dec_wait_s=cfg.dec_wait_s
+                )
+            await self.transport.start(self.shares.on_packet)
+            receivers = {}
+            for link in cfg.links:
+                kme = Etsi014Client(link.kme_url, ssl_context=self._client_ssl(), sae_id=self._dev_id(link.sae_id))
+                self._kmes.append(kme)
+                receivers[link.neighbour] = LinkKeyReceiver(
+                    self.store, link_name(link.neighbour, cfg.node), kme, link.neighbour_sae_id
+                )
+                peer = PeerClient(link.peer_url, cfg.node, ssl_context=self._client_ssl())
+                self._peers.append(peer)
+                self.feeders[link.neighbour] = LinkKeyFeeder(
+                    self.store,
+                    link_name(cfg.node, link.neighbour),
+                    kme,
+                    link.neighbour_sae_id,
+                    peer.announce,
+                    batch=cfg.key_batch,
+                    key_bits=cfg.key_bits,
+                    low_water=cfg.low_water_bytes,
+                    interval=cfg.refill_interval_s,
+                )
+            server_ssl = None if cfg.tls is None else ssl_server_context(cfg.tls.cert, cfg.tls.key, cfg.tls.ca)
+            peer_app = make_peer_app(receivers, self.stats, plain_http=cfg.plain_http)
+            peer_server = await start_server(peer_app, *cfg.peer_listen, ssl_context=server_ssl)
+            self._servers.append(peer_server)
+            self.peer_port = peer_server.port
+            if self.backend is not None and cfg.api_listen is not None:
+                api = make_app(self.backend, require_client_cert=not cfg.plain_http)
+                api_server = await start_server(api, *cfg.api_listen, ssl_context=server_ssl)
+                self._servers.append(api_server)
+                self.api_port = api_server.port
+            for feeder in self.feeders.values():
+                self._tasks.append(asyncio.create_task(feeder.run(), name=f"link key {feeder.link}"))
+            self._tasks.append(asyncio.create_task(self._expire(), name="expire sessions"))
+        except BaseException:
+            await self.close()
+            raise
+        log.info(
+            "node %s: up (SID %s, %s transport, ETSI 014 on port %s, peer API on port %s, %d links)",
+            cfg.node, cfg.sid, cfg.transport, self.api_port, self.peer_port, len(cfg.links),
+        )  # fmt: skip
+
+    def _transport(self) -> Transport:
+        cfg = self.config
+        if cfg.transport == "srv6":
+            return TunTransport(cfg.tun, cfg.sid)
+        return UdpTransport(cfg.udp[cfg.node], cfg.udp, cfg.topology.node_of)
+
+    def _client_ssl(self) -> ssl.SSLContext | None:
+        tls = self.config.tls
+        return None if tls is None else ssl_client_context(tls.cert, tls.key, tls.ca)
+
+    def _dev_id(self, sae_id: str) -> str | None:
+        return sae_id if self.config.plain_http else None
+
+    async def close(self) -> None:
+        """Stop everything started; the store is closed last (idempotent)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for server in self._servers:
+            await server.close()
+        self._servers.clear()
+        for kme in self._kmes:
+            await kme.close()
+        for peer in self._peers:
+            await peer.close()
+        self._kmes.clear()
+        self._peers.clear()
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # -- running ------------------------------------------------------------------------
+
+    async def _expire(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRE_INTERVAL_S)
+            if self.shares is not None:
+                self.shares.expire()
+
+    def _store_key(self, key_id: uuid.UUID, key: bytes, source: str) -> None:
+        assert self.store is not None
+        pair = self.backend.pair_from(source) if self.backend is not None else None
+        if pair is None:
+            log.warning(
+                "node %s: key %s from node %s: no application pair for it here; dropped",
+                self.config.node,
+                key_id,
+                source,
+            )
+            return
+        try:
+            self.store.put_key(key_id, key, peer=sae_pair(pair.master, pair.slave))
+        except DuplicateKeyError:
+            log.warning("node %s: key %s arrived twice; the first is kept", self.config.node, key_id)
+            return
+        if self.backend is not None:
+            self.backend.arrived(key_id)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: shares, keys, drops, tamper reports, link key streams and refills (no secrets)."""
+        shares = asdict(self.shares.stats) if self.shares is not None else {}
+        links = {}
+        if self.store is not None:
+            for link, (position, end) in self.store.links().items():
+                links[link] = {"position": position, "end": end}
+        feeders = {
+            f.link: {
+                "committed_batches": f.committed_batches,
+                "dropped_batches": f.dropped_batches,
+                "error": f.last_error,
+            }
+            for f in self.feeders.values()
+        }
+        return {"node": self.config.node, **shares, "links": links, "refill": feeders}
+
+
+async def run(config: NodeConfig, *, ready: Callable[[Node], None] | None = None) -> None:
+    """Run a node until SIGTERM or SIGINT (or cancellation); ``ready(node)`` once it is up."""
+    node = Node(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on this platform or thread
+            pass
+    try:
+        await node.start()
+        if ready is not None:
+            ready(node)
+        await stop.wait()
+    except OSError as exc:
+        raise NodeError(f"node {config.node}: {exc}") from None
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        await node.close()

@@ -1,0 +1,244 @@
+"""What a node does with shares, whatever carries them: send as a source, relay, collect as a destination.
+
+:class:`ShareNode` is transport-agnostic: it is given packet bytes (``on_packet``) and
+a ``send(packet, next_sid)`` function. The roles follow from each packet's SRH: a
+packet addressed to this node's SID with Segments Left > 0 is relayed to the next
+segment, which must be a neighbour; with Segments Left = 0 it is a share for this node
+as the destination. Link key pools come from the node's store (``A>B`` per direction).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..e2e import derive_key
+from ..engine import Engine
+from ..exceptions import (
+    KeyPoolExhaustedError,
+    KeyReuseError,
+    MpssError,
+    RelayError,
+    TagError,
+    TopologyError,
+    UnknownLinkError,
+    WireError,
+)
+from ..kmp import disjoint_paths
+from ..kmp.paths import Path
+from ..relay import CHECK_BYTES, Destination, first_hop_packet, message_of, open_into, relay, seal, seal_shares
+from ..relay.hop import hop_key_bytes
+from ..relay.pool import LinkKeyPool, wipe
+from ..relay.session import Delivery, Failure
+from ..wire import Packet, encode_packet, forward_packet, parse_packet
+from .config import AppPair, NodeConfig
+from .linkkeys import link_name
+from .store import NodeStore
+
+log = logging.getLogger("mpss_fast.node")
+
+
+@dataclass
+class ShareStats:
+    """Counters a node reports (``GET /mpss/v1/node/stats``); no secrets."""
+
+    keys_sent: int = 0
+    shares_relayed: int = 0
+    shares_received: int = 0
+    keys_delivered: int = 0
+    keys_failed: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    tampered: list[dict[str, Any]] = field(default_factory=list)
+
+    def drop(self, why: str) -> None:
+        self.dropped[why] = self.dropped.get(why, 0) + 1
+
+
+KeySink = Callable[[uuid.UUID, bytes, str], None]
+"""``sink(key_id, key, source_node)``: a key rebuilt at this node, to be stored for its application."""
+
+
+def _sid_text(raw: bytes) -> str:
+    return str(ipaddress.IPv6Address(raw))
+
+
+class ShareNode:
+    """The share logic of one node (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        store: NodeStore,
+        send: Callable[[bytes, str], None],
+        sink: KeySink,
+        *,
+        engine: Engine | None = None,
+    ) -> None:
+        self.config = config
+        self.me = config.node
+        self.sid = config.sid
+        self.topology = config.topology
+        self.store = store
+        self.send = send
+        self.sink = sink
+        self.engine = engine if engine is not None else Engine()
+        self.destination = Destination(engine=self.engine, timeout=config.collect_s)
+        self.stats = ShareStats()
+        self._plans: dict[str, list[Path]] = {}
+        self._routes: dict[bytes, tuple[str, dict[int, tuple[str, ...]]]] = {}  # session -> (source, path -> relays)
+        if config.tamper:
+            log.warning("node %s: testing.tamper is on: this relay alters every share it relays", self.me)
+
+    # -- pools and paths ----------------------------------------------------------------
+
+    def pool(self, sender: str, receiver: str) -> LinkKeyPool:
+        """The store's pool for the direction ``sender>receiver`` (``KeyPoolExhaustedError`` if never fed)."""
+        link = link_name(sender, receiver)
+        try:
+            return self.store.pool(link)
+        except UnknownLinkError:
+            raise KeyPoolExhaustedError(f"link {link} has no key yet") from None
+
+    def paths(self, destination: str) -> list[Path]:
+        """The n node-disjoint paths to ``destination`` (planned once; path ID = index)."""
+        plan = self._plans.get(destination)
+        if plan is None:
+            plan = disjoint_paths(self.topology, self.me, destination, self.config.n)
+            self._plans[destination] = plan
+        return plan
+
+    # -- source -------------------------------------------------------------------------
+
+    def make_key(self, pair: AppPair, size_bits: int) -> tuple[uuid.UUID, bytes]:
+        """Source: a new key for ``pair``, its shares sent on every path. ``KeyPoolExhaustedError`` if a
+        first link lacks key (nothing is consumed then)."""
+        size = size_bits // 8
+        paths = self.paths(pair.slave_node)
+        pools = [self.pool(self.me, path.nodes[1]) for path in paths]
+        need = hop_key_bytes(size + CHECK_BYTES)
+        for path, pool in zip(paths, pools, strict=True):
+            if pool.available < need:
+                raise KeyPoolExhaustedError(f"link {link_name(self.me, path.nodes[1])} lacks key for a share now")
+        key_id = uuid.uuid4()
+        number = bytearray(os.urandom(size))
+        try:
+            messages = seal_shares(number, self.config.k, pools, session_id=key_id, engine=self.engine)
+            key = derive_key(number, key_id, length=size)
+        finally:
+            wipe(number)
+        for path, message in zip(paths, messages, strict=True):
+            self.send(first_hop_packet(message, self.sid, path.segments), path.segments[0])
+        self.stats.keys_sent += 1
+        return key_id, key
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def on_packet(self, data: bytes) -> None:
+        """One packet from the transport: relay it, or file its share; never raises for bad input."""
+        try:
+            packet = parse_packet(data)
+        except WireError as exc:
+            self.stats.drop("malformed")
+            log.debug("node %s: malformed packet dropped: %s", self.me, exc)
+            return
+        srh = packet.srh
+        left = srh.segments_left
+        try:
+            if self.topology.node_of(_sid_text(srh.segments[left])) != self.me:
+                self.stats.drop("not for this node")
+                return
+            earlier = srh.segments[left + 1] if left + 1 < len(srh.segments) else packet.src
+            previous = self.topology.node_of(_sid_text(earlier))
+            if left:
+                self._relay(packet, previous, self.topology.node_of(_sid_text(srh.segments[left - 1])))
+            else:
+                self._arrive(packet, previous)
+        except TagError as exc:
+            self.stats.drop("bad tag")
+            log.warning("node %s: %s", self.me, exc)
+        except KeyReuseError:
+            self.stats.drop("key ID behind the pool (replay or restart)")
+        except KeyPoolExhaustedError:
+            self.stats.drop("no key")
+        except TopologyError:
+            self.stats.drop("unknown SID")
+        except (RelayError, WireError) as exc:
+            self.stats.drop(type(exc).__name__)
+            log.debug("node %s: share dropped: %s", self.me, exc)
+
+    def _relay(self, packet: Packet, previous: str, following: str) -> None:
+        if not self.topology.has_link(self.me, following) or not self.topology.has_link(previous, self.me):
+            self.stats.drop("next segment is not a neighbour")
+            return
+        pool_in, pool_out = self.pool(previous, self.me), self.pool(self.me, following)
+        message = message_of(packet)
+        if self.config.tamper:
+            out = self._tamper(message, pool_in, pool_out)
+        else:
+            out = relay(message, pool_in, pool_out, engine=self.engine)
+        forwarded = forward_packet(packet, hop_key_id=out.option.hop_key_id, tag=out.option.tag, payload=out.ciphertext)
+        self.send(encode_packet(forwarded), _sid_text(forwarded.srh.segments[forwarded.srh.segments_left]))
+        self.stats.shares_relayed += 1
+
+    def _tamper(self, message: Any, pool_in: LinkKeyPool, pool_out: LinkKeyPool) -> Any:
+        """A compromised relay (testing): it holds both link keys, so it alters the share and tags it validly."""
+        share = bytearray(message.option.share_len)
+        try:
+            open_into(message, pool_in, share, engine=self.engine)
+            share[0] ^= 0x01
+            return seal(message.option, share, pool_out, engine=self.engine)
+        finally:
+            wipe(share)
+
+    def _arrive(self, packet: Packet, previous: str) -> None:
+        message = message_of(packet)
+        option = message.option
+        receipt = self.destination.open(message, self.pool(previous, self.me))
+        self.stats.shares_received += 1
+        source = self.topology.node_of(_sid_text(packet.src))
+        route = self._routes.setdefault(option.session_id, (source, {}))
+        route[1][option.path_id] = tuple(self.topology.node_of(_sid_text(s)) for s in reversed(packet.srh.segments[1:]))
+        if receipt.complete:
+            self._finish(option.session_id)
+
+    def _finish(self, session_id: bytes) -> None:
+        try:
+            delivery = self.destination.deliver(session_id)
+        except MpssError as exc:
+            if session_id not in {s.bytes for s in self.destination.pending()}:
+                self._failed(session_id, exc)
+            return
+        self._delivered(delivery)
+
+    def expire(self) -> None:
+        """End sessions past their collection time (call periodically): deliver or report each."""
+        for result in self.destination.expire():
+            if isinstance(result, Failure):
+                self._failed(result.key_id.bytes, result.error)
+            else:
+                self._delivered(result)
+
+    def _delivered(self, delivery: Delivery) -> None:
+        source, relays = self._routes.pop(delivery.key_id.bytes, ("?", {}))
+        for path_id in delivery.bad_paths:
+            path = list(relays.get(path_id, ()))
+            self.stats.tampered.append(
+                {"key_ID": str(delivery.key_id), "source": source, "path": path_id, "relays": path}
+            )
+            log.warning(
+                "node %s: key %s: the share on path %d (relays %s) was altered; corrected from the others",
+                self.me, delivery.key_id, path_id, ", ".join(path) or "?",
+            )  # fmt: skip
+        key = delivery.key(length=len(delivery.number))
+        self.sink(delivery.key_id, key, source)
+        self.stats.keys_delivered += 1
+
+    def _failed(self, session_id: bytes, error: Exception) -> None:
+        self._routes.pop(session_id, None)
+        self.stats.keys_failed += 1
+        log.warning("node %s: key %s not rebuilt: %s", self.me, uuid.UUID(bytes=session_id), error)

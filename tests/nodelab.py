@@ -1,0 +1,95 @@
+"""Node configurations for tests: source S, destination D, relays R1..Rm on m node-disjoint paths.
+
+``diamond(...)`` returns one config dict per node (for ``mpss_fast.node.config.parse_config``
+or a JSON file), all sharing one topology. Addresses and URLs are supplied by the caller
+through small functions, so the same layout serves the loopback (UDP, plain HTTP) tests and
+the namespace (SRv6, mutual TLS) ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+MASTER, SLAVE = "app-S", "app-D"
+"""The application pair: master SAE at S, slave SAE at D."""
+
+
+def node_names(paths: int) -> list[str]:
+    return ["S", "D", *[f"R{i}" for i in range(1, paths + 1)]]
+
+
+def links(paths: int) -> list[tuple[str, str]]:
+    """Each path S - Ri - D."""
+    out = []
+    for i in range(1, paths + 1):
+        out += [("S", f"R{i}"), (f"R{i}", "D")]
+    return out
+
+
+def sid(name: str) -> str:
+    """Each node's SID: fd00:5::<n> (S=1, D=2, Ri=10+i)."""
+    number = {"S": 1, "D": 2}.get(name) or 10 + int(name[1:])
+    return f"fd00:5::{number:x}"
+
+
+def topology(paths: int) -> dict[str, Any]:
+    return {
+        "nodes": [{"name": n, "sid": sid(n)} for n in node_names(paths)],
+        "links": [
+            {"a": a, "b": b, "rate_bps": 1e6, "pool_bytes": 1 << 20, "latency_s": 0.001} for a, b in links(paths)
+        ],
+    }
+
+
+def diamond(
+    paths: int,
+    *,
+    db: Callable[[str], str],
+    peer_url: Callable[[str, str], str],
+    kme_url: Callable[[str, str], str],
+    peer_listen: Callable[[str], str],
+    api_listen: Callable[[str], str],
+    transport: str = "udp",
+    udp: dict[str, str] | None = None,
+    tls: Callable[[str], dict[str, str]] | None = None,
+    k: int = 2,
+    n: int | None = None,
+    extra: Callable[[str], dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Configs for every node. ``peer_url(me, neighbour)``: where ``me`` reaches the neighbour's peer API;
+    ``kme_url(me, neighbour)``: the KME of that link as ``me`` reaches it."""
+    topo = topology(paths)
+    configs = {}
+    for name in node_names(paths):
+        neighbours = [b if a == name else a for a, b in links(paths) if name in (a, b)]
+        cfg: dict[str, Any] = {
+            "node": name,
+            "db": db(name),
+            "topology": topo,
+            "k": k,
+            "n": n if n is not None else paths,
+            "transport": transport,
+            "links": [
+                {"neighbour": nb, "peer_url": peer_url(name, nb), "kme_url": kme_url(name, nb)} for nb in neighbours
+            ],
+            "peer": {"listen": peer_listen(name)},
+        }
+        if name in ("S", "D"):
+            pairs = [{"master": MASTER, "slave": SLAVE, "master_node": "S", "slave_node": "D"}]
+            cfg["api"] = {"listen": api_listen(name), "pairs": pairs}
+        if transport == "udp":
+            cfg["udp"] = udp
+        if tls is None:
+            cfg["plain_http"] = True
+        else:
+            cfg["tls"] = tls(name)
+        if extra is not None:
+            cfg.update(extra(name))
+        configs[name] = cfg
+    return configs
+
+
+def kme_pairs(paths: int) -> list[tuple[str, str]]:
+    """The SAE pairs the link KME serves: one per link (the nodes' names are their SAE IDs there)."""
+    return links(paths)

@@ -1,0 +1,167 @@
+"""The node daemon in one process on loopback: UDP transport, plain HTTP, an in-process KME simulator.
+
+These run anywhere (no root, no namespaces); the real-SRv6 runs are in test_node_netns.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("aiohttp")
+
+from mpss_fast.exceptions import Etsi014BadRequestError, Etsi014UnauthorizedError, NodeConfigError
+from mpss_fast.node import kme_sim
+from mpss_fast.node.config import parse_config
+from mpss_fast.node.daemon import Node
+from mpss_fast.node.etsi014_client import Etsi014Client
+
+from . import nodelab
+
+
+def _free_ports(count: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _keys_section(name: str) -> dict[str, Any]:
+    return {"keys": {"batch": 8, "key_bits": 4096, "low_water_bytes": 8192, "refill_interval_s": 0.02}}
+
+
+def _configs(
+    tmp_path: Path, kme_port: int, paths: int = 3, extra: Callable[[str], dict[str, Any]] = _keys_section, **kw: Any
+) -> dict[str, dict[str, Any]]:
+    names = nodelab.node_names(paths)
+    ports = _free_ports(3 * len(names))
+    peer = dict(zip(names, ports[0::3], strict=True))
+    api = dict(zip(names, ports[1::3], strict=True))
+    udp = {n: f"127.0.0.1:{p}" for n, p in zip(names, ports[2::3], strict=True)}
+    return nodelab.diamond(
+        paths,
+        db=lambda n: str(tmp_path / f"{n}.db"),
+        peer_url=lambda me, nb: f"http://127.0.0.1:{peer[nb]}",
+        kme_url=lambda me, nb: f"http://127.0.0.1:{kme_port}",
+        peer_listen=lambda n: f"127.0.0.1:{peer[n]}",
+        api_listen=lambda n: f"127.0.0.1:{api[n]}",
+        udp=udp,
+        extra=extra,
+        **kw,
+    )
+
+
+async def _network(
+    tmp_path: Path, body: Callable[[dict[str, Node], dict[str, dict[str, Any]]], Awaitable[None]], **kw: Any
+) -> None:
+    backend = kme_sim.KmeSimBackend(nodelab.kme_pairs(kw.get("paths", 3)))
+    kme = await kme_sim.start(backend, "127.0.0.1", 0, plain_http=True)
+    configs = _configs(tmp_path, kme.port, **kw)
+    nodes = {name: Node(parse_config(cfg)) for name, cfg in configs.items()}
+    try:
+        for node in nodes.values():
+            await node.start()
+        await _until(lambda: _ready(nodes["S"]), 10)
+        await body(nodes, configs)
+    finally:
+        for node in nodes.values():
+            await node.close()
+        await kme.close()
+
+
+def _ready(node: Node) -> bool:
+    links = node.stats()["links"]
+    return all(links.get(f"S>R{i}", {}).get("end", 0) > 0 for i in (1, 2, 3))
+
+
+async def _until(condition: Callable[[], bool], timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("timed out waiting for the network")
+        await asyncio.sleep(0.01)
+
+
+def _app(configs: dict[str, dict[str, Any]], node: str, sae: str) -> Etsi014Client:
+    return Etsi014Client(f"http://{configs[node]['api']['listen']}", sae_id=sae, timeout=5)
+
+
+def test_keys_from_enc_keys_at_s_come_out_of_dec_keys_at_d(tmp_path: Path) -> None:
+    async def body(nodes: dict[str, Node], configs: dict[str, dict[str, Any]]) -> None:
+        async with _app(configs, "S", nodelab.MASTER) as master, _app(configs, "D", nodelab.SLAVE) as slave:
+            keys = await master.enc_keys(nodelab.SLAVE, number=20, size=256)
+            got = await slave.dec_keys(nodelab.MASTER, [kid for kid, _ in keys])
+            assert got == keys and len({key for _, key in keys}) == 20
+            with pytest.raises(Etsi014BadRequestError, match="already delivered"):
+                await slave.dec_keys(nodelab.MASTER, [keys[0][0]])
+            with pytest.raises(Etsi014UnauthorizedError):  # the slave's node does not issue keys
+                await _enc(configs, "D", nodelab.MASTER)
+        stats = {name: node.stats() for name, node in nodes.items()}
+        assert stats["S"]["keys_sent"] == 20 and stats["D"]["keys_delivered"] == 20
+        assert [stats[f"R{i}"]["shares_relayed"] for i in (1, 2, 3)] == [20, 20, 20]
+        assert all(not s["dropped"] and not s["tampered"] for s in stats.values())
+
+    asyncio.run(_network(tmp_path, body))
+
+
+async def _enc(configs: dict[str, dict[str, Any]], node: str, sae: str) -> None:
+    async with _app(configs, node, sae) as client:
+        await client.enc_keys(nodelab.SLAVE, number=1)
+
+
+def test_a_tampering_relay_is_named_and_its_keys_still_delivered(tmp_path: Path) -> None:
+    async def body(nodes: dict[str, Node], configs: dict[str, dict[str, Any]]) -> None:
+        async with _app(configs, "S", nodelab.MASTER) as master, _app(configs, "D", nodelab.SLAVE) as slave:
+            keys = await master.enc_keys(nodelab.SLAVE, number=5, size=256)
+            assert await slave.dec_keys(nodelab.MASTER, [kid for kid, _ in keys]) == keys
+        tampered = nodes["D"].stats()["tampered"]
+        assert len(tampered) == 5 and {(r["path"], tuple(r["relays"])) for r in tampered} == {(1, ("R2",))}
+        assert {r["key_ID"] for r in tampered} == {str(kid) for kid, _ in keys}
+
+    def tamper(name: str) -> dict[str, Any]:
+        return {**_keys_section(name), "testing": {"tamper": name == "R2"}}
+
+    asyncio.run(_network(tmp_path, body, extra=tamper))
+
+
+def test_keys_are_delivered_with_one_relay_stopped(tmp_path: Path) -> None:
+    async def body(nodes: dict[str, Node], configs: dict[str, dict[str, Any]]) -> None:
+        await nodes["R3"].close()
+        async with _app(configs, "S", nodelab.MASTER) as master, _app(configs, "D", nodelab.SLAVE) as slave:
+            keys = await master.enc_keys(nodelab.SLAVE, number=10, size=256)
+            assert await slave.dec_keys(nodelab.MASTER, [kid for kid, _ in keys]) == keys
+        assert nodes["D"].stats()["keys_delivered"] == 10 and nodes["D"].stats()["shares_received"] == 20
+
+    asyncio.run(_network(tmp_path, body))
+
+
+def test_bad_configuration_is_refused_with_the_key_named(tmp_path: Path) -> None:
+    configs = _configs(tmp_path, 1)
+    bad = dict(configs["S"], transport="carrier-pigeon")
+    with pytest.raises(NodeConfigError, match="transport"):
+        parse_config(bad)
+    bad = dict(configs["S"], k=4)
+    with pytest.raises(NodeConfigError, match="k=4 exceeds n=3"):
+        parse_config(bad)
+    bad = dict(configs["S"], colour="blue")
+    with pytest.raises(NodeConfigError, match="unknown key"):
+        parse_config(bad)
+    bad = {key: value for key, value in configs["S"].items() if key != "plain_http"}
+    with pytest.raises(NodeConfigError, match="tls"):
+        parse_config(bad)
+    bad = dict(configs["S"], links=[{"neighbour": "D", "peer_url": "x", "kme_url": "y"}])
+    with pytest.raises(NodeConfigError, match="no link S-D"):
+        parse_config(bad)
+    assert parse_config(configs["S"]).node == "S"
