@@ -44,6 +44,9 @@ from ..relay.pool import LinkKeyPool, wipe
 SCHEMA_VERSION = 2
 """The schema this module writes. A database with a newer version is refused; an older one is migrated."""
 
+MAX_LEASE_BYTES = 1 << 40
+"""The largest lease (positions are SQLite INTEGERs; a lease is meant to be kilobytes)."""
+
 CHUNK_BYTES = 4096
 """Link material is stored in rows of at most this many bytes, so recording a consumption
 rewrites at most one partly used row."""
@@ -125,6 +128,11 @@ def _append(conn: sqlite3.Connection, link: str, end: int, data: bytes) -> None:
     conn.execute("UPDATE links SET stream_end = ? WHERE link = ?", (end + len(data), link))
 
 
+def _check_batch(value: Any) -> None:
+    if type(value) is not int:
+        raise InputTypeError(f"batch must be an int, not {type(value).__name__}")
+
+
 def _check_name(value: Any, what: str) -> str:
     if type(value) is not str:
         raise InputTypeError(f"{what} must be a str, not {type(value).__name__}")
@@ -160,8 +168,8 @@ class NodeStore:
     def __init__(
         self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time, lease_bytes: int = 0
     ) -> None:
-        if isinstance(lease_bytes, bool) or not isinstance(lease_bytes, int) or lease_bytes < 0:
-            raise ParameterError(f"lease_bytes must be an int >= 0, not {lease_bytes!r}")
+        if isinstance(lease_bytes, bool) or not isinstance(lease_bytes, int) or not 0 <= lease_bytes <= MAX_LEASE_BYTES:
+            raise ParameterError(f"lease_bytes must be an int in 0..{MAX_LEASE_BYTES}, not {lease_bytes!r}")
         self.path = os.fspath(path)
         self._clock = clock
         self.lease_bytes = lease_bytes
@@ -366,9 +374,14 @@ class NodeStore:
         """
         link = _check_name(link, "link")
         data = _check_bytes(material, "material")
+        if not isinstance(key_ids, (list, tuple)):
+            raise InputTypeError(f"key_ids must be a list of uuid.UUID, not {type(key_ids).__name__}")
         if not key_ids:
             raise ParameterError("a batch needs at least one key ID")
-        ids = ",".join(_check_key_id(kid) for kid in key_ids)
+        texts = [_check_key_id(kid) for kid in key_ids]
+        if len(set(texts)) != len(texts):
+            raise ParameterError("a batch lists the same key ID twice")
+        ids = ",".join(texts)
 
         def body(conn: sqlite3.Connection) -> int:
             cur = conn.execute("INSERT INTO link_batches (link, key_ids, material) VALUES (?, ?, ?)", (link, ids, data))
@@ -390,6 +403,7 @@ class NodeStore:
     def commit_batch(self, link: str, batch: int) -> int:
         """Append a staged batch to ``link``'s stream (and live pool); returns the key ID of its first byte."""
         link = _check_name(link, "link")
+        _check_batch(batch)
         holder: list[bytes] = []
 
         def body(conn: sqlite3.Connection) -> int:
@@ -415,6 +429,7 @@ class NodeStore:
     def drop_batch(self, link: str, batch: int) -> None:
         """Discard a staged batch (the neighbour could not get the same key from the KME)."""
         link = _check_name(link, "link")
+        _check_batch(batch)
 
         def body(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM link_batches WHERE batch = ? AND link = ?", (batch, link))
