@@ -880,7 +880,7 @@ def test_two_neighbours_hand_out_identical_pads_for_identical_key_ids(tmp_path: 
 
 def test_stage_batch_refuses_a_bare_id_and_repeated_ids(tmp_path: Path) -> None:
     with NodeStore(tmp_path / "node.db") as store:
-        with pytest.raises(InputTypeError, match="list of uuid.UUID"):
+        with pytest.raises(InputTypeError, match=r"list of uuid\.UUID"):
             store.stage_batch(LINK, uuid.UUID(int=1), b"abc")  # type: ignore[arg-type]
         with pytest.raises(ParameterError, match="same key ID twice"):
             store.stage_batch(LINK, [uuid.UUID(int=1), uuid.UUID(int=1)], b"abcd")
