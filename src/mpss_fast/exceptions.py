@@ -175,9 +175,15 @@ class UnknownLinkError(StoreError, LookupError):
 class KeyNotFoundError(StoreError, LookupError):
     """No end-to-end key with this ID exists for this peer (never stored, or stored for another peer)."""
 
+    key_id: str | None = None
+    """The key ID concerned (text), when the store knows it."""
+
 
 class KeyAlreadyDeliveredError(StoreError):
     """The end-to-end key was already delivered to its application; a key is delivered once."""
+
+    key_id: str | None = None
+    """The key ID concerned (text)."""
 
 
 class DuplicateKeyError(StoreError, ValueError):

@@ -57,6 +57,8 @@ class Node:
         self._peers: list[PeerClient] = []
         self._servers: list[RunningServer] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._incoming: list[tuple[uuid.UUID, bytes, str]] = []  # rebuilt keys waiting for their commit
+        self._incoming_ready = asyncio.Event()
         self.api_port: int | None = None
         self.peer_port: int | None = None
 
@@ -107,6 +109,7 @@ class Node:
             for feeder in self.feeders.values():
                 self._tasks.append(asyncio.create_task(feeder.run(), name=f"link key {feeder.link}"))
             self._tasks.append(asyncio.create_task(self._expire(), name="expire sessions"))
+            self._tasks.append(asyncio.create_task(self._commit_keys(), name="commit rebuilt keys"))
         except BaseException:
             await self.close()
             raise
@@ -119,7 +122,7 @@ class Node:
         cfg = self.config
         if cfg.transport == "srv6":
             return TunTransport(cfg.tun, cfg.sid)
-        return UdpTransport(cfg.udp[cfg.node], cfg.udp, cfg.topology.node_of)
+        return UdpTransport(cfg.udp[cfg.node], cfg.udp)
 
     def _client_ssl(self) -> ssl.SSLContext | None:
         tls = self.config.tls
@@ -129,13 +132,16 @@ class Node:
         return sae_id if self.config.plain_http else None
 
     async def close(self) -> None:
-        """Stop everything started; the store is closed last (idempotent)."""
+        """Stop everything started; keys rebuilt so far are committed; the store is closed last (idempotent)."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self._flush_keys()
         for server in self._servers:
             await server.close()
         self._servers.clear()
@@ -161,7 +167,7 @@ class Node:
                 self.shares.expire()
 
     def _store_key(self, key_id: uuid.UUID, key: bytes, source: str) -> None:
-        assert self.store is not None
+        """A key rebuilt here: queue it for the next group commit (``dec_keys`` sees it once committed)."""
         pair = self.backend.pair_from(source) if self.backend is not None else None
         if pair is None:
             log.warning(
@@ -171,13 +177,34 @@ class Node:
                 source,
             )
             return
-        try:
-            self.store.put_key(key_id, key, peer=sae_pair(pair.master, pair.slave))
-        except DuplicateKeyError:
-            log.warning("node %s: key %s arrived twice; the first is kept", self.config.node, key_id)
-            return
-        if self.backend is not None:
-            self.backend.arrived(key_id)
+        self._incoming.append((key_id, key, sae_pair(pair.master, pair.slave)))
+        self._incoming_ready.set()
+
+    async def _commit_keys(self) -> None:
+        """Commit rebuilt keys in groups: one transaction (one fsync) for all that arrived meanwhile."""
+        while True:
+            await self._incoming_ready.wait()
+            self._incoming_ready.clear()
+            await self._flush_keys()
+
+    async def _flush_keys(self) -> None:
+        while self._incoming and self.store is not None:
+            batch, self._incoming = self._incoming, []
+            by_peer: dict[str, list[tuple[uuid.UUID, bytes]]] = {}
+            for key_id, key, peer in batch:
+                by_peer.setdefault(peer, []).append((key_id, key))
+            for peer, items in by_peer.items():
+                try:
+                    await asyncio.to_thread(self.store.put_keys, items, peer=peer)
+                except DuplicateKeyError:  # a repeat among them: store the others one by one
+                    for key_id, key in items:
+                        try:
+                            await asyncio.to_thread(self.store.put_key, key_id, key, peer=peer)
+                        except DuplicateKeyError:
+                            log.warning("node %s: key %s arrived twice; the first is kept", self.config.node, key_id)
+                if self.backend is not None:
+                    for key_id, _ in items:
+                        self.backend.arrived(key_id)
 
     def stats(self) -> dict[str, Any]:
         """Counters: shares, keys, drops, tamper reports, link key streams and refills (no secrets)."""

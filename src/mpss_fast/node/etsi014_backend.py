@@ -26,7 +26,7 @@ from ..exceptions import (
     ParameterError,
 )
 from .etsi014 import KeyLimits, KeyList, KeyStatus, check_sae_id, sae_pair
-from .store import PENDING, NodeStore
+from .store import NodeStore
 
 
 @runtime_checkable
@@ -138,8 +138,9 @@ class StoreBackend:
                 raise Etsi014UnavailableError(f"not enough link key to relay a key to SAE {slave} now") from None
             if len(key) * 8 != size_bits:
                 raise Etsi014Error("the key factory returned a key of the wrong size", 500)
-            await asyncio.to_thread(self.store.issue_key, kid, peer=peer)
             keys.append((kid, key))
+        # One transaction for the request: recorded before any key is returned.
+        await asyncio.to_thread(self.store.issue_keys, [kid for kid, _ in keys], peer=peer)
         return keys
 
     async def dec_keys(self, slave: str, master: str, key_ids: list[uuid.UUID]) -> KeyList:
@@ -148,18 +149,13 @@ class StoreBackend:
             return await asyncio.to_thread(self._take_all, peer, key_ids)
 
     def _take_all(self, peer: str, key_ids: list[uuid.UUID]) -> KeyList:
-        # Check every ID first, so a request with one bad ID delivers none (and loses none).
-        for kid in key_ids:
-            state = self.store.key_state(kid, peer=peer)
-            if state != PENDING:
-                why = "was already delivered" if state is not None and state != "issued" else "is unknown"
-                raise Etsi014BadRequestError(f"key_ID {kid} {why}")
-        keys: KeyList = []
-        for kid in key_ids:
-            try:
-                keys.append((kid, self.store.take_key(kid, peer=peer)))
-            except KeyAlreadyDeliveredError:
-                raise Etsi014BadRequestError(f"key_ID {kid} was already delivered") from None
-            except KeyNotFoundError:
-                raise Etsi014BadRequestError(f"key_ID {kid} is unknown") from None
-        return keys
+        # One transaction: a request with one bad ID delivers none (and loses none).
+        try:
+            keys = self.store.take_keys(key_ids, peer=peer)
+        except KeyAlreadyDeliveredError as exc:
+            raise Etsi014BadRequestError(f"key_ID {exc.key_id} was already delivered") from None
+        except KeyNotFoundError as exc:
+            raise Etsi014BadRequestError(f"key_ID {exc.key_id} is unknown") from None
+        except ParameterError as exc:
+            raise Etsi014BadRequestError(str(exc)) from None
+        return list(zip(key_ids, keys, strict=True))

@@ -1,7 +1,7 @@
 """What a node does with shares, whatever carries them: send as a source, relay, collect as a destination.
 
 :class:`ShareNode` is transport-agnostic: it is given packet bytes (``on_packet``) and
-a ``send(packet, next_sid)`` function. The roles follow from each packet's SRH: a
+a ``send(packet, next_node)`` function. The roles follow from each packet's SRH: a
 packet addressed to this node's SID with Segments Left > 0 is relayed to the next
 segment, which must be a neighbour; with Segments Left = 0 it is a share for this node
 as the destination. Link key pools come from the node's store (``A>B`` per direction).
@@ -35,7 +35,7 @@ from ..relay import CHECK_BYTES, Destination, first_hop_packet, message_of, open
 from ..relay.hop import hop_key_bytes
 from ..relay.pool import LinkKeyPool, wipe
 from ..relay.session import Delivery, Failure
-from ..wire import Packet, encode_packet, forward_packet, parse_packet
+from ..wire import Packet, address, encode_packet, forward_packet, parse_packet
 from .config import AppPair, NodeConfig
 from .linkkeys import link_name
 from .store import NodeStore
@@ -89,7 +89,10 @@ class ShareNode:
         self.engine = engine if engine is not None else Engine()
         self.destination = Destination(engine=self.engine, timeout=config.collect_s)
         self.stats = ShareStats()
-        self._plans: dict[str, list[Path]] = {}
+        self._plans: dict[str, list[tuple[Path, tuple[bytes, ...]]]] = {}
+        # SIDs as the 16 bytes packets carry, so no packet needs address text parsed.
+        self._node_of: dict[bytes, str] = {address(self.topology.sid(n)): n for n in self.topology.nodes}
+        self._sid_bytes = address(self.sid)
         self._routes: dict[bytes, tuple[str, dict[int, tuple[str, ...]]]] = {}  # session -> (source, path -> relays)
         if config.tamper:
             log.warning("node %s: testing.tamper is on: this relay alters every share it relays", self.me)
@@ -106,11 +109,21 @@ class ShareNode:
 
     def paths(self, destination: str) -> list[Path]:
         """The n node-disjoint paths to ``destination`` (planned once; path ID = index)."""
+        return [path for path, _ in self._plan(destination)]
+
+    def _plan(self, destination: str) -> list[tuple[Path, tuple[bytes, ...]]]:
         plan = self._plans.get(destination)
         if plan is None:
-            plan = disjoint_paths(self.topology, self.me, destination, self.config.n)
+            paths = disjoint_paths(self.topology, self.me, destination, self.config.n)
+            plan = [(path, tuple(address(sid) for sid in path.segments)) for path in paths]
             self._plans[destination] = plan
         return plan
+
+    def _node(self, sid: bytes) -> str:
+        node = self._node_of.get(sid)
+        if node is None:
+            raise TopologyError(f"no node has SID {_sid_text(sid)}")
+        return node
 
     # -- source -------------------------------------------------------------------------
 
@@ -118,10 +131,10 @@ class ShareNode:
         """Source: a new key for ``pair``, its shares sent on every path. ``KeyPoolExhaustedError`` if a
         first link lacks key (nothing is consumed then)."""
         size = size_bits // 8
-        paths = self.paths(pair.slave_node)
-        pools = [self.pool(self.me, path.nodes[1]) for path in paths]
+        plan = self._plan(pair.slave_node)
+        pools = [self.pool(self.me, path.nodes[1]) for path, _ in plan]
         need = hop_key_bytes(size + CHECK_BYTES)
-        for path, pool in zip(paths, pools, strict=True):
+        for (path, _), pool in zip(plan, pools, strict=True):
             if pool.available < need:
                 raise KeyPoolExhaustedError(f"link {link_name(self.me, path.nodes[1])} lacks key for a share now")
         key_id = uuid.uuid4()
@@ -131,8 +144,8 @@ class ShareNode:
             key = derive_key(number, key_id, length=size)
         finally:
             wipe(number)
-        for path, message in zip(paths, messages, strict=True):
-            self.send(first_hop_packet(message, self.sid, path.segments), path.segments[0])
+        for (path, segments), message in zip(plan, messages, strict=True):
+            self.send(first_hop_packet(message, self._sid_bytes, segments), path.nodes[1])
         self.stats.keys_sent += 1
         return key_id, key
 
@@ -149,13 +162,13 @@ class ShareNode:
         srh = packet.srh
         left = srh.segments_left
         try:
-            if self.topology.node_of(_sid_text(srh.segments[left])) != self.me:
+            if srh.segments[left] != self._sid_bytes:
                 self.stats.drop("not for this node")
                 return
             earlier = srh.segments[left + 1] if left + 1 < len(srh.segments) else packet.src
-            previous = self.topology.node_of(_sid_text(earlier))
+            previous = self._node(earlier)
             if left:
-                self._relay(packet, previous, self.topology.node_of(_sid_text(srh.segments[left - 1])))
+                self._relay(packet, previous, self._node(srh.segments[left - 1]))
             else:
                 self._arrive(packet, previous)
         except TagError as exc:
@@ -182,7 +195,7 @@ class ShareNode:
         else:
             out = relay(message, pool_in, pool_out, engine=self.engine)
         forwarded = forward_packet(packet, hop_key_id=out.option.hop_key_id, tag=out.option.tag, payload=out.ciphertext)
-        self.send(encode_packet(forwarded), _sid_text(forwarded.srh.segments[forwarded.srh.segments_left]))
+        self.send(encode_packet(forwarded), following)
         self.stats.shares_relayed += 1
 
     def _tamper(self, message: Any, pool_in: LinkKeyPool, pool_out: LinkKeyPool) -> Any:
@@ -200,9 +213,9 @@ class ShareNode:
         option = message.option
         receipt = self.destination.open(message, self.pool(previous, self.me))
         self.stats.shares_received += 1
-        source = self.topology.node_of(_sid_text(packet.src))
+        source = self._node(packet.src)
         route = self._routes.setdefault(option.session_id, (source, {}))
-        route[1][option.path_id] = tuple(self.topology.node_of(_sid_text(s)) for s in reversed(packet.srh.segments[1:]))
+        route[1][option.path_id] = tuple(self._node(s) for s in reversed(packet.srh.segments[1:]))
         if receipt.complete:
             self._finish(option.session_id)
 

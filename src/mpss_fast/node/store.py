@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..exceptions import (
@@ -126,6 +126,14 @@ def _append(conn: sqlite3.Connection, link: str, end: int, data: bytes) -> None:
         ((link, end + offset, data[offset : offset + CHUNK_BYTES]) for offset in range(0, len(data), CHUNK_BYTES)),
     )
     conn.execute("UPDATE links SET stream_end = ? WHERE link = ?", (end + len(data), link))
+
+
+def _check_list(value: Any, what: str) -> Sequence[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise InputTypeError(f"{what} must be a list, not {type(value).__name__}")
+    if not value:
+        raise ParameterError(f"{what} must not be empty")
+    return value
 
 
 def _check_batch(value: Any) -> None:
@@ -538,29 +546,41 @@ class NodeStore:
 
         Committed before this returns. ``DuplicateKeyError`` if the ID was ever recorded.
         """
-        kid = _check_key_id(key_id)
-        data = _check_bytes(key, "key")
-        peer = _check_name(peer, "peer")
-        self._insert_key(kid, peer, PENDING, data)
+        self.put_keys([(key_id, key)], peer=peer)
+
+    def put_keys(self, items: Sequence[tuple[uuid.UUID, Any]], *, peer: str) -> None:
+        """``put_key`` for several keys in one transaction (one fsync): all are stored, or none."""
+        rows: list[tuple[str, bytes | None]] = [
+            (_check_key_id(kid), _check_bytes(key, "key")) for kid, key in _check_list(items, "items")
+        ]
+        self._insert_keys(rows, _check_name(peer, "peer"), PENDING)
 
     def issue_key(self, key_id: uuid.UUID, *, peer: str) -> None:
         """Source side: record that a key was issued to the source application for ``peer``
         (ETSI 014 ``enc_keys``). The key bytes are not stored: the application holds them.
         """
-        kid = _check_key_id(key_id)
-        peer = _check_name(peer, "peer")
-        self._insert_key(kid, peer, ISSUED, None)
+        self.issue_keys([key_id], peer=peer)
 
-    def _insert_key(self, kid: str, peer: str, state: str, data: bytes | None) -> None:
+    def issue_keys(self, key_ids: Sequence[uuid.UUID], *, peer: str) -> None:
+        """``issue_key`` for several keys in one transaction: all are recorded, or none."""
+        rows: list[tuple[str, bytes | None]] = [(_check_key_id(kid), None) for kid in _check_list(key_ids, "key_ids")]
+        self._insert_keys(rows, _check_name(peer, "peer"), ISSUED)
+
+    def _insert_keys(self, rows: list[tuple[str, bytes | None]], peer: str, state: str) -> None:
+        if len({kid for kid, _ in rows}) != len(rows):
+            raise DuplicateKeyError("the same key ID is listed twice")
+
         def body(conn: sqlite3.Connection) -> None:
-            if conn.execute("SELECT 1 FROM keys WHERE key_id = ?", (kid,)).fetchone() is not None:
-                raise DuplicateKeyError(f"key {kid} is already recorded")
-            conn.execute(
-                "INSERT INTO keys (key_id, peer, state, key_bytes, created) VALUES (?, ?, ?, ?, ?)",
-                (kid, peer, state, data, self._clock()),
-            )
+            now = self._clock()
+            for kid, data in rows:
+                if conn.execute("SELECT 1 FROM keys WHERE key_id = ?", (kid,)).fetchone() is not None:
+                    raise DuplicateKeyError(f"key {kid} is already recorded")
+                conn.execute(
+                    "INSERT INTO keys (key_id, peer, state, key_bytes, created) VALUES (?, ?, ?, ?, ?)",
+                    (kid, peer, state, data, now),
+                )
 
-        self._write(f"storing key {kid}", body)
+        self._write(f"storing {len(rows)} key(s)", body)
 
     def take_key(self, key_id: uuid.UUID, *, peer: str) -> bytes:
         """Destination side: the pending key, exactly once (ETSI 014 ``dec_keys``).
@@ -569,25 +589,40 @@ class NodeStore:
         transaction that reads it. A second call raises ``KeyAlreadyDeliveredError``; an
         ID never stored for this peer raises ``KeyNotFoundError``.
         """
-        kid = _check_key_id(key_id)
+        return self.take_keys([key_id], peer=peer)[0]
+
+    def take_keys(self, key_ids: Sequence[uuid.UUID], *, peer: str) -> list[bytes]:
+        """``take_key`` for several keys in one transaction: every one is delivered, or (on the first
+        unknown or already delivered ID, whose error is raised) none."""
+        kids = [_check_key_id(kid) for kid in _check_list(key_ids, "key_ids")]
         peer = _check_name(peer, "peer")
+        if len(set(kids)) != len(kids):
+            raise ParameterError("the same key ID is asked for twice")
 
-        def body(conn: sqlite3.Connection) -> bytes:
-            row = conn.execute(
-                "SELECT state, key_bytes FROM keys WHERE key_id = ? AND peer = ?", (kid, peer)
-            ).fetchone()
-            if row is None or row[0] == ISSUED:
-                raise KeyNotFoundError(f"no key {kid} for peer {peer}")
-            state, data = row
-            if state == DELIVERED:
-                raise KeyAlreadyDeliveredError(f"key {kid} for peer {peer} was already delivered")
-            conn.execute(
-                "UPDATE keys SET state = ?, key_bytes = NULL, delivered = ? WHERE key_id = ?",
-                (DELIVERED, self._clock(), kid),
-            )
-            return bytes(data)
+        def body(conn: sqlite3.Connection) -> list[bytes]:
+            now = self._clock()
+            out = []
+            for kid in kids:
+                row = conn.execute(
+                    "SELECT state, key_bytes FROM keys WHERE key_id = ? AND peer = ?", (kid, peer)
+                ).fetchone()
+                if row is None or row[0] == ISSUED:
+                    missing = KeyNotFoundError(f"no key {kid} for peer {peer}")
+                    missing.key_id = kid
+                    raise missing
+                state, data = row
+                if state == DELIVERED:
+                    again = KeyAlreadyDeliveredError(f"key {kid} for peer {peer} was already delivered")
+                    again.key_id = kid
+                    raise again
+                conn.execute(
+                    "UPDATE keys SET state = ?, key_bytes = NULL, delivered = ? WHERE key_id = ?",
+                    (DELIVERED, now, kid),
+                )
+                out.append(bytes(data))
+            return out
 
-        result: bytes = self._write(f"delivering key {kid}", body)
+        result: list[bytes] = self._write(f"delivering {len(kids)} key(s)", body)
         return result
 
     def key_state(self, key_id: uuid.UUID, *, peer: str) -> str | None:

@@ -40,8 +40,8 @@ class Transport(Protocol):
         """Begin receiving."""
         ...
 
-    def send(self, packet: bytes, next_sid: str) -> None:
-        """Send ``packet`` (destination address = ``next_sid``)."""
+    def send(self, packet: bytes, next_node: str) -> None:
+        """Send ``packet`` towards ``next_node`` (whose SID is the packet's destination address)."""
         ...
 
     def close(self) -> None:
@@ -111,10 +111,10 @@ class TunTransport:
                 return
             receiver(packet)
 
-    def send(self, packet: bytes, next_sid: str) -> None:
+    def send(self, packet: bytes, next_node: str) -> None:
         if self._fd is None:
             raise NetworkSetupError(f"tun {self.name} is not open")
-        os.write(self._fd, packet)  # the kernel routes it by its destination address, next_sid
+        os.write(self._fd, packet)  # the kernel routes it by its destination address
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -135,12 +135,9 @@ class _Datagrams(asyncio.DatagramProtocol):
 class UdpTransport:
     """Each packet in one UDP datagram to the next segment's node (``endpoints``: node -> (host, port))."""
 
-    def __init__(
-        self, listen: tuple[str, int], endpoints: Mapping[str, tuple[str, int]], node_of: Callable[[str], str]
-    ) -> None:
+    def __init__(self, listen: tuple[str, int], endpoints: Mapping[str, tuple[str, int]]) -> None:
         self.listen = listen
         self.endpoints = dict(endpoints)
-        self.node_of = node_of
         self._transport: asyncio.DatagramTransport | None = None
 
     async def start(self, receiver: Receiver) -> None:
@@ -155,10 +152,10 @@ class UdpTransport:
             raise NetworkSetupError(f"cannot bind the UDP share socket on [{host}]:{port}: {exc.strerror}") from None
         self._transport = transport
 
-    def send(self, packet: bytes, next_sid: str) -> None:
+    def send(self, packet: bytes, next_node: str) -> None:
         if self._transport is None:
             raise NetworkSetupError("the UDP share socket is not open")
-        self._transport.sendto(packet, self.endpoints[self.node_of(next_sid)])
+        self._transport.sendto(packet, self.endpoints[next_node])
 
     def close(self) -> None:
         if self._transport is not None:

@@ -1,0 +1,272 @@
+"""A running MPSS network in namespaces: ``mpss node`` processes on real SRv6, a KME, applications.
+
+Layout (``nodelab``: S and D joined by relays R1..R3 on three node-disjoint paths):
+
+* one namespace per node, veth links ``S-Ri`` and ``Ri-D`` (``fd00:1:<link>::1/2``), and a
+  route to each neighbour's SID over its link; each node routes its own SID into its tun;
+* a ``kme`` namespace joined to every node by a management veth (``fd00:ff:<node>::1/2``): it
+  runs the link KME (an in-process ``KmeSimBackend`` that also records what it handed out, so
+  the test can check the captured ciphertexts against the real link keys) and the
+  applications' ETSI 014 clients, in one asyncio loop on a thread inside that namespace;
+* every HTTP interface is mutual TLS with certificates from a test CA.
+
+Nodes run as real processes (``python -m mpss_fast node --config ...``), so they can be
+stopped, killed with SIGKILL and restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mpss_fast.node import kme_sim
+from mpss_fast.node.etsi014 import KeyList
+from mpss_fast.node.etsi014_client import Etsi014Client, ssl_client_context
+from mpss_fast.node.etsi014_server import RunningServer
+
+from . import nodelab
+from .netns import Lab, in_netns
+from .pki import Ca
+
+T = TypeVar("T")
+
+PATHS = 3
+KME_PORT, PEER_PORT, API_PORT = 8443, 7443, 9443
+NAMES = nodelab.node_names(PATHS)
+LINKS = nodelab.links(PATHS)
+
+
+def node_index(name: str) -> int:
+    return NAMES.index(name) + 1
+
+
+def link_addrs(a: str, b: str) -> tuple[str, str]:
+    """The addresses of ``a`` and ``b`` on their link."""
+    index = next(i for i, pair in enumerate(LINKS, 1) if set(pair) == {a, b})
+    first, second = f"fd00:1:{index}::1", f"fd00:1:{index}::2"
+    return (first, second) if (a, b) == LINKS[index - 1] else (second, first)
+
+
+def mgmt_addr(name: str, *, kme_side: bool = False) -> str:
+    return f"fd00:ff:{node_index(name)}::{1 if kme_side else 2}"
+
+
+class RecordingKme(kme_sim.KmeSimBackend):
+    """The link KME, remembering each key it issued and the order each slave fetched them in."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.issued: dict[uuid.UUID, bytes] = {}
+        self.fetched: dict[tuple[str, str], list[list[uuid.UUID]]] = collections.defaultdict(list)
+
+    async def enc_keys(self, master: str, slave: str, number: int, size_bits: int) -> KeyList:
+        keys = await super().enc_keys(master, slave, number, size_bits)
+        self.issued.update(keys)
+        return keys
+
+    async def dec_keys(self, slave: str, master: str, key_ids: list[uuid.UUID]) -> KeyList:
+        keys = await super().dec_keys(slave, master, key_ids)
+        self.fetched[(master, slave)].append(list(key_ids))
+        return keys
+
+    def stream(self, sender: str, receiver: str) -> bytes:
+        """The key stream of the direction ``sender>receiver``, as the receiver built it."""
+        return b"".join(self.issued[kid] for batch in self.fetched[(sender, receiver)] for kid in batch)
+
+
+class NodeNet:
+    """Build with ``NodeNet(lab, directory)``, then ``start()``; ``close()`` stops the loop thread."""
+
+    def __init__(self, lab: Lab, directory: Path, *, keys: dict[str, Any] | None = None) -> None:
+        self.lab = lab
+        self.dir = directory
+        self.keys = keys or {"batch": 32, "key_bits": 8192, "low_water_bytes": 196608, "refill_interval_s": 0.02}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.starts: collections.Counter[str] = collections.Counter()
+        self.ifaces: dict[tuple[str, str], str] = {}  # (node, neighbour) -> interface in node
+        self.kme = RecordingKme(LINKS)
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._server: RunningServer | None = None
+        self.ca = Ca(directory, "test-ca")
+
+    # -- building -----------------------------------------------------------------------
+
+    def build(self) -> None:
+        lab = self.lab
+        for name in [*NAMES, "kme"]:
+            lab.add_node(name)
+        for a, b in LINKS:
+            addr_a, addr_b = link_addrs(a, b)
+            self.ifaces[(a, b)], self.ifaces[(b, a)] = lab.link(a, b, addr_a, addr_b)
+        for name in NAMES:
+            lab.link(name, "kme", mgmt_addr(name), mgmt_addr(name, kme_side=True))
+        for a, b in LINKS:
+            for me, other in ((a, b), (b, a)):
+                lab.route(me, f"{nodelab.sid(other)}/128", via=link_addrs(me, other)[1], dev=self.ifaces[(me, other)])
+        self._certificates()
+        self._configs()
+
+    def _certificates(self) -> None:
+        self.tls: dict[str, tuple[Path, Path]] = {}
+        for name in NAMES:
+            ips = [mgmt_addr(name)] + [
+                link_addrs(name, other)[0] for a, b in LINKS for other in (a, b) if name in (a, b) and other != name
+            ]
+            self.tls[name] = self.ca.issue(name, server=True, ips=tuple(ips))
+        self.tls["kme"] = self.ca.issue(
+            "kme", server=True, client=False, ips=tuple(mgmt_addr(n, kme_side=True) for n in NAMES)
+        )
+        for app in (nodelab.MASTER, nodelab.SLAVE):
+            self.tls[app] = self.ca.issue(app)
+
+    def config_path(self, name: str) -> Path:
+        return self.dir / f"{name}.json"
+
+    def _configs(self, tamper: str | None = None) -> None:
+        configs = nodelab.diamond(
+            PATHS,
+            db=lambda n: str(self.dir / f"{n}.db"),
+            peer_url=lambda me, nb: f"https://[{link_addrs(me, nb)[1]}]:{PEER_PORT}",
+            kme_url=lambda me, nb: f"https://[{mgmt_addr(me, kme_side=True)}]:{KME_PORT}",
+            peer_listen=lambda n: f"[::]:{PEER_PORT}",
+            api_listen=lambda n: f"[{mgmt_addr(n)}]:{API_PORT}",
+            transport="srv6",
+            tls=lambda n: {"cert": str(self.tls[n][0]), "key": str(self.tls[n][1]), "ca": str(self.ca.path)},
+            extra=lambda n: {"keys": self.keys, "testing": {"tamper": n == tamper}},
+        )
+        for name, cfg in configs.items():
+            self.config_path(name).write_text(json.dumps(cfg, indent=1))
+
+    def set_tamper(self, relay: str | None) -> None:
+        """Rewrite the configs so ``relay`` (or none) alters shares; takes effect when it restarts."""
+        self._configs(tamper=relay)
+
+    # -- the KME and application loop (inside the kme namespace) -------------------------
+
+    def start(self) -> None:
+        ready = threading.Event()
+
+        def run() -> None:
+            with in_netns(self.lab.ns("kme")):
+                asyncio.set_event_loop(self._loop)
+                self._loop.run_until_complete(self._start_kme())
+                ready.set()
+                self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="kme+apps", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the KME did not start")
+        for name in NAMES:
+            self.start_node(name)
+        for name in NAMES:
+            self.wait_up(name)
+        self.wait_link_keys()
+
+    async def _start_kme(self) -> None:
+        cert, key = self.tls["kme"]
+        self._server = await kme_sim.start(self.kme, "::", KME_PORT, cert=str(cert), key=str(key), ca=str(self.ca.path))
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        """Run a coroutine on the loop inside the kme namespace and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def app(self, node: str, sae: str, *, timeout: float = 10) -> Etsi014Client:
+        """An ETSI 014 client of ``node``'s API for application ``sae`` (use inside :meth:`call`)."""
+        cert, key = self.tls[sae]
+        ctx = ssl_client_context(cert, key, self.ca.path)
+        return Etsi014Client(f"https://[{mgmt_addr(node)}]:{API_PORT}", ssl_context=ctx, timeout=timeout)
+
+    async def stats(self, node: str) -> dict[str, Any]:
+        """The node's counters from its peer API (over the management link)."""
+        import aiohttp
+
+        cert, key = self.tls[nodelab.MASTER]
+        ctx = ssl_client_context(cert, key, self.ca.path)
+        ctx.check_hostname = False  # the peer API listens on every address; the CA is ours
+        async with aiohttp.ClientSession() as session:
+            url = f"https://[{mgmt_addr(node)}]:{PEER_PORT}/mpss/v1/node/stats"
+            async with session.get(url, ssl=ctx) as response:
+                data: dict[str, Any] = await response.json()
+                return data
+
+    def wait_link_keys(self, timeout: float = 30) -> None:
+        """Until every link direction used by shares (S>Ri, Ri>D) holds key at its sender."""
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = []
+            for a, b in LINKS:
+                links = self.call(self.stats(a))["links"]
+                if links.get(f"{a}>{b}", {}).get("end", 0) == 0:
+                    missing.append(f"{a}>{b}")
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no link key on {missing} after {timeout} s")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            self.stop_node(name)
+        if self._thread is not None:
+            if self._server is not None:
+                self.call(self._server.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    # -- node processes -----------------------------------------------------------------
+
+    def log_path(self, name: str) -> Path:
+        return self.dir / f"{name}.log"
+
+    def start_node(self, name: str) -> None:
+        log = open(self.log_path(name), "ab")
+        try:
+            argv = [sys.executable, "-m", "mpss_fast", "node", "--config", str(self.config_path(name))]
+            self.starts[name] += 1
+            self.procs[name] = self.lab.exec(
+                name, argv, stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            )
+        finally:
+            log.close()
+
+    def wait_up(self, name: str, timeout: float = 30) -> None:
+        """Until the node's log says it is up as often as it was started."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path(name).read_text(errors="replace")
+            if text.count(f"node {name}: up") >= self.starts[name]:
+                return
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise RuntimeError(f"node {name} exited with {proc.returncode}:\n{text[-3000:]}")
+            time.sleep(0.02)
+        raise RuntimeError(f"node {name} did not come up:\n{self.log_path(name).read_text(errors='replace')[-3000:]}")
+
+    def stop_node(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    def restart_node(self, name: str) -> None:
+        self.start_node(name)
+        self.wait_up(name)
