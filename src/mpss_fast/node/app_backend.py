@@ -20,6 +20,9 @@ from .etsi014 import KeyLimits, KeyList, KeyStatus, sae_pair
 from .etsi014_backend import StoreBackend
 from .store import NodeStore
 
+COMMITTED_MEMORY = 100_000
+"""Key IDs remembered as committed (so ``dec_keys`` need not ask the store); older ones are looked up."""
+
 MakeKey = Callable[[AppPair, int], tuple[uuid.UUID, bytes]]
 
 
@@ -41,6 +44,7 @@ class NodeKeyBackend(StoreBackend):
         self.make_key = make_key
         self.dec_wait_s = dec_wait_s
         self._arrivals: dict[uuid.UUID, asyncio.Event] = {}
+        self._committed: dict[uuid.UUID, None] = {}  # committed since start, not yet asked for (insertion order)
         super().__init__(
             store,
             self._factory,
@@ -75,9 +79,13 @@ class NodeKeyBackend(StoreBackend):
     async def dec_keys(self, slave: str, master: str, key_ids: list[uuid.UUID]) -> KeyList:
         self._pair(master, slave, "slave")
         peer = sae_pair(master, slave)
+        missing = [kid for kid in key_ids if kid not in self._committed]
+        if missing:  # keys from before a restart, or not here yet: ask the store once, off the event loop
+            states = await asyncio.to_thread(lambda: [self.store.key_state(kid, peer=peer) for kid in missing])
+            missing = [kid for kid, state in zip(missing, states, strict=True) if state is None]
         deadline = time.monotonic() + self.dec_wait_s
-        for kid in key_ids:
-            while self.store.key_state(kid, peer=peer) is None:
+        for kid in missing:
+            while kid not in self._committed:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break  # the store backend answers 400 "unknown"
@@ -89,10 +97,17 @@ class NodeKeyBackend(StoreBackend):
                 finally:
                     if self._arrivals.get(kid) is event:
                         del self._arrivals[kid]
-        return await super().dec_keys(slave, master, key_ids)
+        try:
+            return await super().dec_keys(slave, master, key_ids)
+        finally:
+            for kid in key_ids:
+                self._committed.pop(kid, None)
 
     def arrived(self, key_id: uuid.UUID) -> None:
-        """Wake a ``dec_keys`` waiting for ``key_id`` (call after the key is stored)."""
+        """Note that ``key_id`` is committed, and wake a ``dec_keys`` waiting for it."""
+        self._committed[key_id] = None
+        while len(self._committed) > COMMITTED_MEMORY:  # keys nobody collects: forget the oldest (the store has them)
+            self._committed.pop(next(iter(self._committed)))
         event = self._arrivals.get(key_id)
         if event is not None:
             event.set()

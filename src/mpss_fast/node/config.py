@@ -77,7 +77,7 @@ class NodeConfig:
     api_listen: tuple[str, int] | None
     """Where the ETSI 014 server listens; ``None`` at a node without applications (a pure relay)."""
     pairs: tuple[AppPair, ...]
-    lease_bytes: int = 16384
+    lease_bytes: int = 65536
     key_batch: int = 32
     key_bits: int = 8192
     low_water_bytes: int = 262144
@@ -283,7 +283,7 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
         peer_listen=_listen(peer["listen"], "peer.listen"),
         api_listen=_listen(api["listen"], "api.listen") if "listen" in api else None,
         pairs=tuple(pairs),
-        lease_bytes=_int(keys.get("lease_bytes", 16384), "keys.lease_bytes", 0),
+        lease_bytes=_int(keys.get("lease_bytes", 65536), "keys.lease_bytes", 0),
         key_batch=_int(keys.get("batch", 32), "keys.batch", 1, 1024),
         key_bits=key_bits,
         low_water_bytes=_int(keys.get("low_water_bytes", 262144), "keys.low_water_bytes", 1),

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from ..exceptions import DuplicateKeyError, NodeError
+from ..exceptions import DuplicateKeyError, Etsi014Error, KeyPoolExhaustedError, NodeError
 from .app_backend import NodeKeyBackend
 from .config import NodeConfig
 from .etsi014 import sae_pair
@@ -38,6 +38,9 @@ from .store import NodeStore
 from .transport import Transport, TunTransport, UdpTransport
 
 log = logging.getLogger("mpss_fast.node")
+
+RESUME_RETRY_S = 0.2
+"""Seconds between tries to tell a neighbour where this node resumed its incoming stream."""
 
 EXPIRE_INTERVAL_S = 0.02
 """How often sessions past their collection time are delivered or reported."""
@@ -97,7 +100,7 @@ class Node:
                     interval=cfg.refill_interval_s,
                 )
             server_ssl = None if cfg.tls is None else ssl_server_context(cfg.tls.cert, cfg.tls.key, cfg.tls.ca)
-            peer_app = make_peer_app(receivers, self.stats, plain_http=cfg.plain_http)
+            peer_app = make_peer_app(receivers, self.stats, self._skip, plain_http=cfg.plain_http)
             peer_server = await start_server(peer_app, *cfg.peer_listen, ssl_context=server_ssl)
             self._servers.append(peer_server)
             self.peer_port = peer_server.port
@@ -108,6 +111,10 @@ class Node:
                 self.api_port = api_server.port
             for feeder in self.feeders.values():
                 self._tasks.append(asyncio.create_task(feeder.run(), name=f"link key {feeder.link}"))
+            for link, peer in zip(cfg.links, self._peers, strict=True):
+                self._tasks.append(
+                    asyncio.create_task(self._resume(link.neighbour, peer), name=f"resume {link.neighbour}")
+                )
             self._tasks.append(asyncio.create_task(self._expire(), name="expire sessions"))
             self._tasks.append(asyncio.create_task(self._commit_keys(), name="commit rebuilt keys"))
         except BaseException:
@@ -159,6 +166,36 @@ class Node:
             self.store = None
 
     # -- running ------------------------------------------------------------------------
+
+    async def _skip(self, receiver: str, position: int) -> int:
+        """The neighbour ``receiver`` restarted at ``position``: skip this node's pool for it to there."""
+        assert self.shares is not None
+        try:
+            pool = self.shares.pool(self.config.node, receiver)
+        except KeyPoolExhaustedError:
+            return 0  # no key sent on this link yet: nothing to skip
+        skipped = await asyncio.to_thread(pool.skip_to, position)
+        if skipped:
+            log.info(
+                "link %s>%s: the neighbour resumed at key ID %d; %d bytes skipped",
+                self.config.node,
+                receiver,
+                position,
+                skipped,
+            )
+        return skipped
+
+    async def _resume(self, neighbour: str, peer: PeerClient) -> None:
+        """After a start: tell ``neighbour`` where this node resumes the stream it sends here (retried until told)."""
+        assert self.store is not None
+        link = link_name(neighbour, self.config.node)
+        position = self.store.links().get(link, (0, 0))[0]
+        while True:
+            try:
+                await peer.report_position(position)
+                return
+            except (Etsi014Error, OSError):
+                await asyncio.sleep(RESUME_RETRY_S)
 
     async def _expire(self) -> None:
         while True:

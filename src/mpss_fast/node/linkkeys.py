@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..exceptions import Etsi014BadRequestError, Etsi014Error, StoreError
+from ..exceptions import Etsi014BadRequestError, Etsi014Error, StoreError, UnknownLinkError
 from ..relay.pool import wipe
 from .etsi014_client import Etsi014Client
 from .store import NodeStore
@@ -45,9 +45,10 @@ def link_name(sender: str, receiver: str) -> str:
 
 def available(store: NodeStore, link: str) -> int:
     """Bytes of key the direction's stream still holds (0 for a direction never fed)."""
-    if link not in store.links():
+    try:
+        return store.pool(link).available
+    except UnknownLinkError:
         return 0
-    return store.pool(link).available
 
 
 class LinkKeyFeeder:
@@ -95,7 +96,7 @@ class LinkKeyFeeder:
         """One round: announce every staged batch in order, then stage and announce one more if short."""
         for batch, key_ids, _ in await asyncio.to_thread(self.store.staged_batches, self.link):
             await self._confirm(batch, key_ids)
-        if available(self.store, self.link) < self.low_water:
+        if await asyncio.to_thread(available, self.store, self.link) < self.low_water:
             keys = await self.kme.enc_keys(self.neighbour_sae, self.batch, self.key_bits)
             material = bytearray()
             try:

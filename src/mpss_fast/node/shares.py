@@ -90,6 +90,9 @@ class ShareNode:
         self.destination = Destination(engine=self.engine, timeout=config.collect_s)
         self.stats = ShareStats()
         self._plans: dict[str, list[tuple[Path, tuple[bytes, ...]]]] = {}
+        # The store hands out one live pool per link; kept here so the event loop never waits on the
+        # store's locks (held by a refill committing in a worker thread) just to find a pool.
+        self._pools: dict[str, LinkKeyPool] = {}
         # SIDs as the 16 bytes packets carry, so no packet needs address text parsed.
         self._node_of: dict[bytes, str] = {address(self.topology.sid(n)): n for n in self.topology.nodes}
         self._sid_bytes = address(self.sid)
@@ -102,10 +105,13 @@ class ShareNode:
     def pool(self, sender: str, receiver: str) -> LinkKeyPool:
         """The store's pool for the direction ``sender>receiver`` (``KeyPoolExhaustedError`` if never fed)."""
         link = link_name(sender, receiver)
-        try:
-            return self.store.pool(link)
-        except UnknownLinkError:
-            raise KeyPoolExhaustedError(f"link {link} has no key yet") from None
+        pool = self._pools.get(link)
+        if pool is None:
+            try:
+                pool = self._pools[link] = self.store.pool(link)
+            except UnknownLinkError:
+                raise KeyPoolExhaustedError(f"link {link} has no key yet") from None
+        return pool
 
     def paths(self, destination: str) -> list[Path]:
         """The n node-disjoint paths to ``destination`` (planned once; path ID = index)."""

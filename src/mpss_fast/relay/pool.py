@@ -108,6 +108,32 @@ class LinkKeyPool:
                 )
             return self._take_locked(key_id, nbytes)
 
+    def skip_to(self, key_id: int) -> int:
+        """Sender side: discard the material before ``key_id`` (the receiver resumed there after a restart).
+
+        Nothing happens if the pool is already at or past ``key_id``; material beyond what the
+        pool holds cannot be skipped (``KeyPoolExhaustedError``). Returns the bytes discarded.
+        """
+        if type(key_id) is not int or key_id < 0:
+            raise ParameterError(f"key_id must be an int >= 0, not {key_id!r}")
+        with self._lock:
+            skip = key_id - self._position
+            if skip <= 0:
+                return 0
+            end = self._head + skip
+            if end > len(self._buf):
+                raise KeyPoolExhaustedError(
+                    f"link {self.link}: cannot skip to key ID {key_id}; "
+                    f"the pool holds key up to {self._position + self.available}"
+                )
+            self._buf[self._head : end] = bytes(skip)
+            self._head = end
+            self._position = key_id
+            self.discarded += skip
+            if self._on_consume is not None:
+                self._on_consume(key_id)
+            return skip
+
     def wipe(self) -> None:
         """Zero and drop all remaining material."""
         with self._lock:
