@@ -72,7 +72,7 @@ async def _network(
     try:
         for node in nodes.values():
             await node.start()
-        await _until(lambda: _ready(nodes["S"]), 10)
+        await _until(lambda: _ready(nodes), 10)
         await body(nodes, configs)
     finally:
         for node in nodes.values():
@@ -80,9 +80,9 @@ async def _network(
         await kme.close()
 
 
-def _ready(node: Node) -> bool:
-    links = node.stats()["links"]
-    return all(links.get(f"S>R{i}", {}).get("end", 0) > 0 for i in (1, 2, 3))
+def _ready(nodes: dict[str, Node]) -> bool:
+    """Every link direction a share uses holds key at its sender."""
+    return all(nodes[a].stats()["links"].get(f"{a}>{b}", {}).get("end", 0) > 0 for a, b in nodelab.links(3))
 
 
 async def _until(condition: Callable[[], bool], timeout: float) -> None:
