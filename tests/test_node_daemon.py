@@ -6,6 +6,7 @@ These run anywhere (no root, no namespaces); the real-SRv6 runs are in test_node
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ pytest.importorskip("aiohttp")
 
 from mpss_fast.exceptions import Etsi014BadRequestError, Etsi014UnauthorizedError, NodeConfigError
 from mpss_fast.node import kme_sim
-from mpss_fast.node.config import parse_config
+from mpss_fast.node.config import load_config, parse_config
 from mpss_fast.node.daemon import Node
 from mpss_fast.node.etsi014_client import Etsi014Client
 
@@ -165,3 +166,15 @@ def test_bad_configuration_is_refused_with_the_key_named(tmp_path: Path) -> None
     with pytest.raises(NodeConfigError, match="no link S-D"):
         parse_config(bad)
     assert parse_config(configs["S"]).node == "S"
+
+
+def test_the_example_configuration_in_the_docs_is_valid(tmp_path: Path) -> None:
+    text = (Path(__file__).parent.parent / "docs" / "node.md").read_text()
+    example = json.loads(text.split("```json\n", 1)[1].split("```", 1)[0])
+    (tmp_path / "metro.json").write_text(json.dumps(nodelab.topology(3)))
+    path = tmp_path / "S.json"
+    path.write_text(json.dumps(example))
+    config = load_config(path)
+    assert (config.node, config.k, config.n, config.transport, config.lease_bytes) == ("S", 2, 3, "srv6", 65536)
+    assert config.db == tmp_path / "S.db" and config.tls is not None and config.tls.ca == tmp_path / "ca.pem"
+    assert [link.neighbour for link in config.links] == ["R1", "R2", "R3"] and config.pairs[0].slave_node == "D"
