@@ -38,8 +38,10 @@ class NodeKeyBackend(StoreBackend):
         *,
         dec_wait_s: float,
         limits: KeyLimits | None = None,
+        record_issued: Callable[[str, list[uuid.UUID]], None] | None = None,
     ) -> None:
         self.node = node
+        self.record_issued = record_issued
         self.app_pairs = {(p.master, p.slave): p for p in pairs}
         self.make_key = make_key
         self.dec_wait_s = dec_wait_s
@@ -52,6 +54,14 @@ class NodeKeyBackend(StoreBackend):
             pairs={(p.master, p.slave): (p.slave_node if p.master_node == node else p.master_node) for p in pairs},
             limits=limits,
         )
+
+    async def _record_issued(self, peer: str, key_ids: list[uuid.UUID]) -> None:
+        # The node records issued IDs in its group commit, off the request's path: the record is
+        # bookkeeping (the key's shares have already left), so enc_keys need not wait for a flush.
+        if self.record_issued is None:
+            await super()._record_issued(peer, key_ids)
+        else:
+            self.record_issued(peer, key_ids)
 
     def _pair(self, master: str, slave: str, side: str) -> AppPair:
         pair = self.app_pairs.get((master, slave))

@@ -61,6 +61,7 @@ class Node:
         self._servers: list[RunningServer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._incoming: list[tuple[uuid.UUID, bytes, str]] = []  # rebuilt keys waiting for their commit
+        self._issued: list[tuple[str, list[uuid.UUID]]] = []  # issued key IDs waiting for their commit
         self._incoming_ready = asyncio.Event()
         self.api_port: int | None = None
         self.peer_port: int | None = None
@@ -76,7 +77,12 @@ class Node:
             self.shares = ShareNode(cfg, self.store, self.transport.send, self._store_key)
             if cfg.pairs:
                 self.backend = NodeKeyBackend(
-                    self.store, cfg.node, cfg.pairs, self.shares.make_key, dec_wait_s=cfg.dec_wait_s
+                    self.store,
+                    cfg.node,
+                    cfg.pairs,
+                    self.shares.make_key,
+                    dec_wait_s=cfg.dec_wait_s,
+                    record_issued=self._queue_issued,
                 )
             await self.transport.start(self.shares.on_packet)
             receivers = {}
@@ -116,7 +122,7 @@ class Node:
                     asyncio.create_task(self._resume(link.neighbour, peer), name=f"resume {link.neighbour}")
                 )
             self._tasks.append(asyncio.create_task(self._expire(), name="expire sessions"))
-            self._tasks.append(asyncio.create_task(self._commit_keys(), name="commit rebuilt keys"))
+            self._tasks.append(asyncio.create_task(self._commit_keys(), name="commit keys"))
         except BaseException:
             await self.close()
             raise
@@ -218,13 +224,25 @@ class Node:
         self._incoming_ready.set()
 
     async def _commit_keys(self) -> None:
-        """Commit rebuilt keys in groups: one transaction (one fsync) for all that arrived meanwhile."""
+        """Commit rebuilt keys and issued key IDs in groups: one transaction (one fsync) per peer for all
+        that came meanwhile."""
         while True:
             await self._incoming_ready.wait()
             self._incoming_ready.clear()
             await self._flush_keys()
 
+    def _queue_issued(self, peer: str, key_ids: list[uuid.UUID]) -> None:
+        self._issued.append((peer, key_ids))
+        self._incoming_ready.set()
+
     async def _flush_keys(self) -> None:
+        while self._issued and self.store is not None:
+            issued, self._issued = self._issued, []
+            ids_by_peer: dict[str, list[uuid.UUID]] = {}
+            for peer, ids in issued:
+                ids_by_peer.setdefault(peer, []).extend(ids)
+            for peer, ids in ids_by_peer.items():
+                await asyncio.to_thread(self.store.issue_keys, ids, peer=peer)
         while self._incoming and self.store is not None:
             batch, self._incoming = self._incoming, []
             by_peer: dict[str, list[tuple[uuid.UUID, bytes]]] = {}

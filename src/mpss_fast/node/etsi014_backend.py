@@ -139,9 +139,12 @@ class StoreBackend:
             if len(key) * 8 != size_bits:
                 raise Etsi014Error("the key factory returned a key of the wrong size", 500)
             keys.append((kid, key))
-        # One transaction for the request: recorded before any key is returned.
-        await asyncio.to_thread(self.store.issue_keys, [kid for kid, _ in keys], peer=peer)
+        await self._record_issued(peer, [kid for kid, _ in keys])
         return keys
+
+    async def _record_issued(self, peer: str, key_ids: list[uuid.UUID]) -> None:
+        """Record issued key IDs: here one transaction per request, committed before the keys are returned."""
+        await asyncio.to_thread(self.store.issue_keys, key_ids, peer=peer)
 
     async def dec_keys(self, slave: str, master: str, key_ids: list[uuid.UUID]) -> KeyList:
         peer = self._check_pair(master, slave)

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..exceptions import Etsi014BadRequestError, Etsi014Error, StoreError, UnknownLinkError
-from ..relay.pool import wipe
+from ..relay.pool import LinkKeyPool, wipe
 from .etsi014_client import Etsi014Client
 from .store import NodeStore
 
@@ -79,6 +79,8 @@ class LinkKeyFeeder:
         self.committed_batches = 0
         self.dropped_batches = 0
         self.last_error: str | None = None
+        self._unconfirmed = True  # staged batches may wait (from before a start, or a failed announcement)
+        self._pool: LinkKeyPool | None = None
 
     async def run(self) -> None:
         """Forever: confirm staged batches, then fetch more key when short; errors are logged and retried."""
@@ -94,9 +96,11 @@ class LinkKeyFeeder:
 
     async def step(self) -> None:
         """One round: announce every staged batch in order, then stage and announce one more if short."""
-        for batch, key_ids, _ in await asyncio.to_thread(self.store.staged_batches, self.link):
-            await self._confirm(batch, key_ids)
-        if await asyncio.to_thread(available, self.store, self.link) < self.low_water:
+        if self._unconfirmed:
+            for batch, key_ids, _ in await asyncio.to_thread(self.store.staged_batches, self.link):
+                await self._confirm(batch, key_ids)
+            self._unconfirmed = False
+        if self._available() < self.low_water:
             keys = await self.kme.enc_keys(self.neighbour_sae, self.batch, self.key_bits)
             material = bytearray()
             try:
@@ -106,7 +110,18 @@ class LinkKeyFeeder:
                 batch = await asyncio.to_thread(self.store.stage_batch, self.link, ids, material)
             finally:
                 wipe(material)
+            self._unconfirmed = True
             await self._confirm(batch, ids)
+            self._unconfirmed = False
+
+    def _available(self) -> int:
+        """Key left in the outgoing pool (the live pool object is kept: the loop must not wait on store locks)."""
+        if self._pool is None:
+            try:
+                self._pool = self.store.pool(self.link)
+            except UnknownLinkError:
+                return 0
+        return self._pool.available
 
     async def _confirm(self, batch: int, key_ids: list[uuid.UUID]) -> None:
         start = await asyncio.to_thread(self.store.stream_end, self.link)
