@@ -153,3 +153,48 @@ def test_bad_arguments(call, error) -> None:
 def test_bad_construction(link, position) -> None:
     with pytest.raises(ParameterError):
         LinkKeyPool(link, STREAM, position=position)
+
+
+def test_skip_to_discards_and_zeroes_up_to_the_key_id() -> None:
+    seen: list[int] = []
+    pool = LinkKeyPool("A->B", STREAM, position=1000, on_consume=seen.append)
+    assert pool.skip_to(1300) == 300
+    assert (pool.position, pool.available, pool.discarded) == (1300, 4096 - 300, 300)
+    assert seen == [1300]  # recorded, like a take
+    assert bytes(pool._buf[:300]) == bytes(300) and bytes(pool._buf[300:]) == STREAM[300:]
+    assert pool.take(10) == (1300, bytearray(STREAM[300:310]))
+    with pytest.raises(KeyReuseError):
+        pool.take_at(1299, 1)
+
+
+@pytest.mark.parametrize("key_id", [0, 999, 1000])
+def test_skip_to_at_or_behind_the_position_does_nothing(key_id: int) -> None:
+    seen: list[int] = []
+    pool = LinkKeyPool("A->B", STREAM, position=1000, on_consume=seen.append)
+    assert pool.skip_to(key_id) == 0
+    assert (pool.position, pool.available, pool.discarded, seen) == (1000, 4096, 0, [])
+    assert bytes(pool._buf) == STREAM
+
+
+def test_skip_to_beyond_the_material_raises_and_changes_nothing() -> None:
+    seen: list[int] = []
+    pool = LinkKeyPool("A->B", STREAM[:100], on_consume=seen.append)
+    pool.take(10)
+    with pytest.raises(
+        KeyPoolExhaustedError, match=r"link A->B: cannot skip to key ID 101; the pool holds key up to 100"
+    ):
+        pool.skip_to(101)
+    assert (pool.position, pool.available, pool.discarded, seen) == (10, 90, 0, [10])
+    assert pool.take(5) == (10, bytearray(STREAM[10:15]))
+    assert pool.skip_to(100) == 85  # exactly to the end is fine
+    assert pool.available == 0 and seen[-1] == 100
+    pool.add(STREAM[100:200])
+    assert pool.take(100) == (100, bytearray(STREAM[100:200]))
+
+
+@pytest.mark.parametrize("key_id", [-1, 1.5, "10", True, None])
+def test_skip_to_bad_arguments(key_id: object) -> None:
+    pool = LinkKeyPool("A->B", STREAM)
+    with pytest.raises(ParameterError, match="key_id must be an int >= 0"):
+        pool.skip_to(key_id)  # type: ignore[arg-type]
+    assert (pool.position, pool.available) == (0, 4096)

@@ -19,6 +19,10 @@ from ..kmp.files import from_dict as topology_from_dict
 from ..kmp.files import load as load_topology
 from .etsi014 import check_sae_id
 from .kme_sim import parse_listen
+from .store import MAX_LEASE_BYTES
+
+MAX_SECONDS = 3600.0
+"""The longest interval or wait a configuration may set."""
 
 TRANSPORTS = ("srv6", "udp")
 """``srv6``: real IPv6 packets through a tun device bound to the node's SID (Linux, root).
@@ -137,16 +141,17 @@ def _int(value: Any, where: str, minimum: int, maximum: int | None = None) -> in
 
 
 def _seconds(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise NodeConfigError(f"{where} must be a number of seconds > 0, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_SECONDS:
+        raise NodeConfigError(f"{where} must be a number of seconds in (0, {MAX_SECONDS}], not {value!r}")
     return float(value)
 
 
 def _listen(value: Any, where: str) -> tuple[str, int]:
+    text = _str(value, where)
     try:
-        return parse_listen(_str(value, where))
-    except MpssError as exc:
-        raise NodeConfigError(f"{where}: {exc}") from None
+        return parse_listen(text)
+    except MpssError:
+        raise NodeConfigError(f"{where} must be HOST:PORT or [IPv6]:PORT, not {text!r}") from None
 
 
 def _sae(value: Any, where: str) -> str:
@@ -224,11 +229,17 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
             raise NodeConfigError(f"{where}: the topology has no link {node}-{neighbour}")
         if any(link.neighbour == neighbour for link in links):
             raise NodeConfigError(f"{where}: a second link to {neighbour}")
+        scheme = "http://" if tls is None else "https://"
+        urls = {name: _str(section[name], f"{where}.{name}") for name in ("peer_url", "kme_url")}
+        for name, url in urls.items():
+            if not url.startswith(scheme):
+                why = "plain_http is set" if tls is None else "TLS is configured"
+                raise NodeConfigError(f"{where}.{name} must start with {scheme} ({why}), not {url!r}")
         links.append(
             LinkConfig(
                 neighbour=neighbour,
-                peer_url=_str(section["peer_url"], f"{where}.peer_url"),
-                kme_url=_str(section["kme_url"], f"{where}.kme_url"),
+                peer_url=urls["peer_url"],
+                kme_url=urls["kme_url"],
                 sae_id=_sae(section.get("sae_id", node), f"{where}.sae_id"),
                 neighbour_sae_id=_sae(section.get("neighbour_sae_id", neighbour), f"{where}.neighbour_sae_id"),
             )
@@ -237,6 +248,8 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
     peer = _keys(cfg["peer"], "peer", {"listen"}, ("listen",))
     api = _keys(cfg.get("api", {}), "api", {"listen", "pairs"})
     pairs: list[AppPair] = []
+    if not isinstance(api.get("pairs", []), list):
+        raise NodeConfigError(f"api.pairs must be a list of pairs, not {type(api['pairs']).__name__}")
     for i, entry in enumerate(api.get("pairs", [])):
         where = f"api.pairs[{i}]"
         section = _keys(
@@ -254,9 +267,15 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
             raise NodeConfigError(f"{where}: master and slave are at the same node; nothing to relay")
         if node not in (pair.master_node, pair.slave_node):
             raise NodeConfigError(f"{where}: neither end of the pair is at this node ({node})")
+        if pair.master == pair.slave:
+            raise NodeConfigError(f"{where}: master and slave must be different SAEs")
         if any((p.master_node, p.slave_node) == (pair.master_node, pair.slave_node) for p in pairs):
             raise NodeConfigError(f"{where}: one SAE pair per (master node, slave node) direction")
+        if any((p.master, p.slave) == (pair.master, pair.slave) for p in pairs):
+            raise NodeConfigError(f"{where}: SAE pair ({pair.master}, {pair.slave}) is already listed for other nodes")
         pairs.append(pair)
+    if pairs and "listen" not in api:
+        raise NodeConfigError("api.listen is required when api.pairs names applications at this node")
 
     keys = _keys(
         cfg.get("keys", {}), "keys", {"lease_bytes", "batch", "key_bits", "low_water_bytes", "refill_interval_s"}
@@ -283,7 +302,7 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
         peer_listen=_listen(peer["listen"], "peer.listen"),
         api_listen=_listen(api["listen"], "api.listen") if "listen" in api else None,
         pairs=tuple(pairs),
-        lease_bytes=_int(keys.get("lease_bytes", 65536), "keys.lease_bytes", 0),
+        lease_bytes=_int(keys.get("lease_bytes", 65536), "keys.lease_bytes", 0, MAX_LEASE_BYTES),
         key_batch=_int(keys.get("batch", 32), "keys.batch", 1, 1024),
         key_bits=key_bits,
         low_water_bytes=_int(keys.get("low_water_bytes", 262144), "keys.low_water_bytes", 1),

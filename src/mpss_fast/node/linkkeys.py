@@ -43,14 +43,6 @@ def link_name(sender: str, receiver: str) -> str:
     return f"{sender}>{receiver}"
 
 
-def available(store: NodeStore, link: str) -> int:
-    """Bytes of key the direction's stream still holds (0 for a direction never fed)."""
-    try:
-        return store.pool(link).available
-    except UnknownLinkError:
-        return 0
-
-
 class LinkKeyFeeder:
     """Sender side of one link direction: keeps its stream above ``low_water`` bytes."""
 

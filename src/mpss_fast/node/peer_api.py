@@ -164,10 +164,14 @@ class PeerClient:
         url = f"{self.base_url}{PEER_PREFIX}/links/{self.me}/{what}"
         try:
             async with self._session.post(url, json=body, ssl=self._ssl) as response:
-                data = await response.json(content_type=None)
+                raw = await response.read()
                 status = response.status
-        except (aiohttp.ClientError, ssl.SSLError, TimeoutError, OSError, ValueError) as exc:
+        except (aiohttp.ClientError, ssl.SSLError, TimeoutError, OSError) as exc:
             raise Etsi014Error(f"neighbour {self.base_url} did not answer: {type(exc).__name__}: {exc}") from None
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            data = {"message": raw[:200].decode(errors="replace")}
         if status != 200 or not isinstance(data, dict) or field not in data:
             message = data.get("message") if isinstance(data, dict) else None
             raise Etsi014Error(f"neighbour {self.base_url} refused {what}: HTTP {status}: {message}")
