@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import ssl
 import uuid
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from .etsi014_server import RunningServer, make_app, ssl_server_context, start_s
 from .linkkeys import LinkKeyFeeder, LinkKeyReceiver, link_name
 from .peer_api import PeerClient, make_peer_app
 from .shares import ShareNode
+from .stopping import stop_on_signals
 from .store import NodeStore
 from .transport import Transport, TunTransport, UdpTransport
 
@@ -282,23 +282,13 @@ class Node:
 async def run(config: NodeConfig, *, ready: Callable[[Node], None] | None = None) -> None:
     """Run a node until SIGTERM or SIGINT (or cancellation); ``ready(node)`` once it is up."""
     node = Node(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on this platform or thread
-            pass
     try:
-        await node.start()
-        if ready is not None:
-            ready(node)
-        await stop.wait()
+        async with stop_on_signals() as stop:
+            await node.start()
+            if ready is not None:
+                ready(node)
+            await stop.wait()
     except OSError as exc:
         raise NodeError(f"node {config.node}: {exc}") from None
     finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
         await node.close()

@@ -10,9 +10,7 @@ produces key at that pace, from a full buffer. Not enough key: 503. See ``docs/e
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import ssl
 import time
 import uuid
@@ -23,6 +21,7 @@ from dataclasses import dataclass, field
 from ..exceptions import Etsi014BadRequestError, Etsi014UnauthorizedError, Etsi014UnavailableError, ParameterError
 from .etsi014 import KeyLimits, KeyList, KeyStatus, check_sae_id
 from .etsi014_server import RunningServer, make_app, ssl_server_context, start_server
+from .stopping import stop_on_signals
 
 DELIVERED_MEMORY = 100_000
 """Delivered key IDs remembered per pair, so a repeat is told "already delivered" rather than "unknown"."""
@@ -186,20 +185,10 @@ async def serve(
 ) -> None:
     """Serve until SIGTERM or SIGINT (or cancellation); ``ready(server)`` is called once listening."""
     server = await start(backend, host, port, cert=cert, key=key, ca=ca, plain_http=plain_http)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on this platform or thread
-            pass
     try:
-        if ready is not None:
-            ready(server)
-        await stop.wait()
+        async with stop_on_signals() as stop:
+            if ready is not None:
+                ready(server)
+            await stop.wait()
     finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
         await server.close()
