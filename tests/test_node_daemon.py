@@ -178,3 +178,14 @@ def test_the_example_configuration_in_the_docs_is_valid(tmp_path: Path) -> None:
     assert (config.node, config.k, config.n, config.transport, config.lease_bytes) == ("S", 2, 3, "srv6", 65536)
     assert config.db == tmp_path / "S.db" and config.tls is not None and config.tls.ca == tmp_path / "ca.pem"
     assert [link.neighbour for link in config.links] == ["R1", "R2", "R3"] and config.pairs[0].slave_node == "D"
+
+
+def test_cli_node_refuses_a_missing_or_bad_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mpss_fast import cli
+
+    assert cli.main(["node", "--config", str(tmp_path / "missing.json")]) == 1
+    assert "cannot read the node configuration" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"node": "S"}))
+    assert cli.main(["node", "--config", str(bad)]) == 1
+    assert "missing key(s) db, topology, k, n, links, peer" in capsys.readouterr().err
