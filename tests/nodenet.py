@@ -243,11 +243,14 @@ class NodeNet:
             log.close()
 
     def wait_up(self, name: str, timeout: float = 30) -> None:
-        """Until the node's log says it is up as often as it was started."""
+        """Until the node's log says, as often as it was started, that it is up and that every neighbour
+        resumes sending where it resumed (so no share is refused for a stale key ID after a restart)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log_path(name).read_text(errors="replace")
-            if text.count(f"node {name}: up") >= self.starts[name]:
+            up = text.count(f"node {name}: up")
+            resumed = text.count(f"node {name}: every neighbour resumes sending")
+            if min(up, resumed) >= self.starts[name]:
                 return
             proc = self.procs[name]
             if proc.poll() is not None:

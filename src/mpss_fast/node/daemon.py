@@ -117,10 +117,7 @@ class Node:
                 self.api_port = api_server.port
             for feeder in self.feeders.values():
                 self._tasks.append(asyncio.create_task(feeder.run(), name=f"link key {feeder.link}"))
-            for link, peer in zip(cfg.links, self._peers, strict=True):
-                self._tasks.append(
-                    asyncio.create_task(self._resume(link.neighbour, peer), name=f"resume {link.neighbour}")
-                )
+            self._tasks.append(asyncio.create_task(self._resume_all(), name="resume links"))
             self._tasks.append(asyncio.create_task(self._expire(), name="expire sessions"))
             self._tasks.append(asyncio.create_task(self._commit_keys(), name="commit keys"))
         except BaseException:
@@ -190,6 +187,11 @@ class Node:
                 skipped,
             )
         return skipped
+
+    async def _resume_all(self) -> None:
+        neighbours = [link.neighbour for link in self.config.links]
+        await asyncio.gather(*(self._resume(name, peer) for name, peer in zip(neighbours, self._peers, strict=True)))
+        log.info("node %s: every neighbour resumes sending where this node resumed", self.config.node)
 
     async def _resume(self, neighbour: str, peer: PeerClient) -> None:
         """After a start: tell ``neighbour`` where this node resumes the stream it sends here (retried until told)."""
