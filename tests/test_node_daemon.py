@@ -189,3 +189,30 @@ def test_cli_node_refuses_a_missing_or_bad_configuration(tmp_path: Path, capsys:
     bad.write_text(json.dumps({"node": "S"}))
     assert cli.main(["node", "--config", str(bad)]) == 1
     assert "missing key(s) db, topology, k, n, links, peer" in capsys.readouterr().err
+
+
+def test_a_failed_key_commit_is_retried_and_nothing_is_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mpss_fast.exceptions import StoreError
+    from mpss_fast.node import daemon
+
+    monkeypatch.setattr(daemon, "COMMIT_RETRY_S", 0.05)
+
+    async def body(nodes: dict[str, Node], configs: dict[str, dict[str, Any]]) -> None:
+        store = nodes["D"].store
+        assert store is not None
+        real = store.put_keys
+        failures = []
+
+        def failing(items: Any, *, peer: str) -> None:
+            if len(failures) < 2:
+                failures.append(len(items))
+                raise StoreError("disk full (simulated)")
+            real(items, peer=peer)
+
+        monkeypatch.setattr(store, "put_keys", failing)
+        async with _app(configs, "S", nodelab.MASTER) as master, _app(configs, "D", nodelab.SLAVE) as slave:
+            keys = await master.enc_keys(nodelab.SLAVE, number=6, size=256)
+            assert await slave.dec_keys(nodelab.MASTER, [kid for kid, _ in keys]) == keys
+        assert len(failures) == 2 and sum(failures) >= 1
+
+    asyncio.run(_network(tmp_path, body))

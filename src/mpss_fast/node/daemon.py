@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from ..exceptions import DuplicateKeyError, Etsi014Error, KeyPoolExhaustedError, NodeError
+from ..exceptions import DuplicateKeyError, Etsi014Error, KeyPoolExhaustedError, NodeError, StoreError
 from .app_backend import NodeKeyBackend
 from .config import NodeConfig
 from .etsi014 import sae_pair
@@ -41,6 +41,9 @@ log = logging.getLogger("mpss_fast.node")
 
 RESUME_RETRY_S = 0.2
 """Seconds between tries to tell a neighbour where this node resumed its incoming stream."""
+
+COMMIT_RETRY_S = 0.5
+"""Seconds before a failed key commit (a full disk, say) is tried again; the keys wait in memory."""
 
 EXPIRE_INTERVAL_S = 0.02
 """How often sessions past their collection time are delivered or reported."""
@@ -231,37 +234,62 @@ class Node:
         while True:
             await self._incoming_ready.wait()
             self._incoming_ready.clear()
-            await self._flush_keys()
+            try:
+                await self._flush_keys()
+            except StoreError as exc:  # e.g. a full disk: keep what waits, say so, try again
+                log.error("node %s: cannot commit keys (%s); retrying in %.1f s", self.config.node, exc, COMMIT_RETRY_S)
+                self._incoming_ready.set()
+                await asyncio.sleep(COMMIT_RETRY_S)
 
     def _queue_issued(self, peer: str, key_ids: list[uuid.UUID]) -> None:
         self._issued.append((peer, key_ids))
         self._incoming_ready.set()
 
     async def _flush_keys(self) -> None:
+        """Commit what waits, one transaction per peer; on a store error everything not yet committed
+        goes back to the front of its queue and the error is raised."""
         while self._issued and self.store is not None:
             issued, self._issued = self._issued, []
             ids_by_peer: dict[str, list[uuid.UUID]] = {}
             for peer, ids in issued:
                 ids_by_peer.setdefault(peer, []).extend(ids)
-            for peer, ids in ids_by_peer.items():
-                await asyncio.to_thread(self.store.issue_keys, ids, peer=peer)
+            groups = list(ids_by_peer.items())
+            while groups:
+                peer, ids = groups[0]
+                try:
+                    await asyncio.to_thread(self.store.issue_keys, ids, peer=peer)
+                except StoreError:
+                    self._issued[:0] = groups
+                    raise
+                groups.pop(0)
         while self._incoming and self.store is not None:
             batch, self._incoming = self._incoming, []
             by_peer: dict[str, list[tuple[uuid.UUID, bytes]]] = {}
             for key_id, key, peer in batch:
                 by_peer.setdefault(peer, []).append((key_id, key))
-            for peer, items in by_peer.items():
+            pending = list(by_peer.items())
+            while pending:
+                peer, items = pending[0]
                 try:
-                    await asyncio.to_thread(self.store.put_keys, items, peer=peer)
-                except DuplicateKeyError:  # a repeat among them: store the others one by one
-                    for key_id, key in items:
-                        try:
-                            await asyncio.to_thread(self.store.put_key, key_id, key, peer=peer)
-                        except DuplicateKeyError:
-                            log.warning("node %s: key %s arrived twice; the first is kept", self.config.node, key_id)
+                    await self._put(peer, items)
+                except StoreError:
+                    self._incoming[:0] = [(key_id, key, p) for p, group in pending for key_id, key in group]
+                    raise
+                pending.pop(0)
                 if self.backend is not None:
                     for key_id, _ in items:
                         self.backend.arrived(key_id)
+
+    async def _put(self, peer: str, items: list[tuple[uuid.UUID, bytes]]) -> None:
+        assert self.store is not None
+        try:
+            await asyncio.to_thread(self.store.put_keys, items, peer=peer)
+        except DuplicateKeyError:  # a repeat among them: store the others one by one
+            for key_id, key in items:
+                try:
+                    await asyncio.to_thread(self.store.put_key, key_id, key, peer=peer)
+                except DuplicateKeyError:
+                    log.warning("node %s: key %s arrived twice; the first is kept", self.config.node, key_id)
 
     def stats(self) -> dict[str, Any]:
         """Counters: shares, keys, drops, tamper reports, link key streams and refills (no secrets)."""
