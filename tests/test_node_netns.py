@@ -242,8 +242,8 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def test_load(net: NodeNet, capsys: pytest.CaptureFixture[str]) -> None:
-    """Bounded (3,000 keys or 15 s) at 550 keys/s: the figures the closing note quotes."""
-    load = Load(net, rate=550, per_request=5)
+    """Bounded (3,000 keys or 15 s) at 550 keys/s, 10 keys per request: the figures the closing note quotes."""
+    load = Load(net, rate=550, per_request=10)
     before = {name: _cpu_seconds(proc.pid) for name, proc in net.procs.items()}
     me = _cpu_seconds(os.getpid())
     elapsed = net.call(load.run(keys=3000, seconds=15), timeout=120)

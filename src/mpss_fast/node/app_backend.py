@@ -14,7 +14,15 @@ import time
 import uuid
 from collections.abc import Callable
 
-from ..exceptions import Etsi014UnauthorizedError, Etsi014UnavailableError, KeyPoolExhaustedError
+from ..exceptions import (
+    Etsi014BadRequestError,
+    Etsi014UnauthorizedError,
+    Etsi014UnavailableError,
+    KeyAlreadyDeliveredError,
+    KeyNotFoundError,
+    KeyPoolExhaustedError,
+    StoreError,
+)
 from .config import AppPair
 from .etsi014 import KeyLimits, KeyList, KeyStatus, sae_pair
 from .etsi014_backend import StoreBackend
@@ -46,6 +54,8 @@ class NodeKeyBackend(StoreBackend):
         self.make_key = make_key
         self.dec_wait_s = dec_wait_s
         self._arrivals: dict[uuid.UUID, asyncio.Event] = {}
+        self._takes: list[tuple[list[uuid.UUID], str, asyncio.Future[list[bytes] | StoreError]]] = []
+        self._taker: asyncio.Task[None] | None = None
         self._committed: dict[uuid.UUID, None] = {}  # committed since start, not yet asked for (insertion order)
         super().__init__(
             store,
@@ -108,10 +118,42 @@ class NodeKeyBackend(StoreBackend):
                     if self._arrivals.get(kid) is event:
                         del self._arrivals[kid]
         try:
-            return await super().dec_keys(slave, master, key_ids)
+            return await self._take(peer, key_ids)
         finally:
             for kid in key_ids:
                 self._committed.pop(kid, None)
+
+    async def _take(self, peer: str, key_ids: list[uuid.UUID]) -> KeyList:
+        """Deliver ``key_ids`` (all or none), committed together with the other requests waiting now:
+        one transaction for all of them, so concurrent ``dec_keys`` do not queue behind each other's fsync."""
+        if len(set(key_ids)) != len(key_ids):
+            raise Etsi014BadRequestError("the same key_ID is asked for twice")
+        done: asyncio.Future[list[bytes] | StoreError] = asyncio.get_running_loop().create_future()
+        self._takes.append((key_ids, peer, done))
+        if self._taker is None or self._taker.done():
+            self._taker = asyncio.create_task(self._take_waiting())
+        result = await done
+        if isinstance(result, KeyAlreadyDeliveredError):
+            raise Etsi014BadRequestError(f"key_ID {result.key_id} was already delivered")
+        if isinstance(result, KeyNotFoundError):
+            raise Etsi014BadRequestError(f"key_ID {result.key_id} is unknown")
+        if isinstance(result, StoreError):
+            raise result
+        return list(zip(key_ids, result, strict=True))
+
+    async def _take_waiting(self) -> None:
+        while self._takes:
+            batch, self._takes = self._takes, []
+            results: list[list[bytes] | StoreError]
+            try:
+                results = list(
+                    await asyncio.to_thread(self.store.take_keys_many, [(ids, peer) for ids, peer, _ in batch])
+                )
+            except StoreError as exc:  # nothing of the batch was delivered
+                results = [exc] * len(batch)
+            for (_, _, done), result in zip(batch, results, strict=True):
+                if not done.done():
+                    done.set_result(result)
 
     def arrived(self, key_id: uuid.UUID) -> None:
         """Note that ``key_id`` is committed, and wake a ``dec_keys`` waiting for it."""

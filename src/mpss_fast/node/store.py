@@ -128,6 +128,27 @@ def _append(conn: sqlite3.Connection, link: str, end: int, data: bytes) -> None:
     conn.execute("UPDATE links SET stream_end = ? WHERE link = ?", (end + len(data), link))
 
 
+def _take(conn: sqlite3.Connection, kids: list[str], peer: str, now: float) -> list[bytes]:
+    """Mark ``kids`` delivered and return their bytes; the first unknown or delivered one raises."""
+    out = []
+    for kid in kids:
+        row = conn.execute("SELECT state, key_bytes FROM keys WHERE key_id = ? AND peer = ?", (kid, peer)).fetchone()
+        if row is None or row[0] == ISSUED:
+            missing = KeyNotFoundError(f"no key {kid} for peer {peer}")
+            missing.key_id = kid
+            raise missing
+        state, data = row
+        if state == DELIVERED:
+            again = KeyAlreadyDeliveredError(f"key {kid} for peer {peer} was already delivered")
+            again.key_id = kid
+            raise again
+        conn.execute(
+            "UPDATE keys SET state = ?, key_bytes = NULL, delivered = ? WHERE key_id = ?", (DELIVERED, now, kid)
+        )
+        out.append(bytes(data))
+    return out
+
+
 def _check_list(value: Any, what: str) -> Sequence[Any]:
     if not isinstance(value, (list, tuple)):
         raise InputTypeError(f"{what} must be a list, not {type(value).__name__}")
@@ -594,35 +615,43 @@ class NodeStore:
     def take_keys(self, key_ids: Sequence[uuid.UUID], *, peer: str) -> list[bytes]:
         """``take_key`` for several keys in one transaction: every one is delivered, or (on the first
         unknown or already delivered ID, whose error is raised) none."""
-        kids = [_check_key_id(kid) for kid in _check_list(key_ids, "key_ids")]
-        peer = _check_name(peer, "peer")
-        if len(set(kids)) != len(kids):
-            raise ParameterError("the same key ID is asked for twice")
+        result = self.take_keys_many([(key_ids, peer)])[0]
+        if isinstance(result, StoreError):
+            raise result
+        return result
 
-        def body(conn: sqlite3.Connection) -> list[bytes]:
+    def take_keys_many(
+        self, requests: Sequence[tuple[Sequence[uuid.UUID], str]]
+    ) -> list[list[bytes] | KeyNotFoundError | KeyAlreadyDeliveredError]:
+        """Several ``take_keys`` requests ``(key_ids, peer)`` in one transaction (one fsync).
+
+        Each request is all or nothing on its own (a savepoint): its keys, or in its place the
+        ``KeyNotFoundError`` / ``KeyAlreadyDeliveredError`` of its first bad ID (nothing of it
+        delivered). Bad arguments raise before anything is done.
+        """
+        prepared = []
+        for key_ids, peer in _check_list(requests, "requests"):
+            kids = [_check_key_id(kid) for kid in _check_list(key_ids, "key_ids")]
+            if len(set(kids)) != len(kids):
+                raise ParameterError("the same key ID is asked for twice")
+            prepared.append((kids, _check_name(peer, "peer")))
+
+        def body(conn: sqlite3.Connection) -> list[list[bytes] | KeyNotFoundError | KeyAlreadyDeliveredError]:
             now = self._clock()
-            out = []
-            for kid in kids:
-                row = conn.execute(
-                    "SELECT state, key_bytes FROM keys WHERE key_id = ? AND peer = ?", (kid, peer)
-                ).fetchone()
-                if row is None or row[0] == ISSUED:
-                    missing = KeyNotFoundError(f"no key {kid} for peer {peer}")
-                    missing.key_id = kid
-                    raise missing
-                state, data = row
-                if state == DELIVERED:
-                    again = KeyAlreadyDeliveredError(f"key {kid} for peer {peer} was already delivered")
-                    again.key_id = kid
-                    raise again
-                conn.execute(
-                    "UPDATE keys SET state = ?, key_bytes = NULL, delivered = ? WHERE key_id = ?",
-                    (DELIVERED, now, kid),
-                )
-                out.append(bytes(data))
+            out: list[list[bytes] | KeyNotFoundError | KeyAlreadyDeliveredError] = []
+            for kids, peer in prepared:
+                conn.execute("SAVEPOINT request")
+                try:
+                    out.append(_take(conn, kids, peer, now))
+                except (KeyNotFoundError, KeyAlreadyDeliveredError) as exc:
+                    conn.execute("ROLLBACK TO request")
+                    out.append(exc)
+                conn.execute("RELEASE request")
             return out
 
-        result: list[bytes] = self._write(f"delivering {len(kids)} key(s)", body)
+        result: list[list[bytes] | KeyNotFoundError | KeyAlreadyDeliveredError] = self._write(
+            f"delivering the keys of {len(prepared)} request(s)", body
+        )
         return result
 
     def key_state(self, key_id: uuid.UUID, *, peer: str) -> str | None:
