@@ -885,3 +885,19 @@ def test_stage_batch_refuses_a_bare_id_and_repeated_ids(tmp_path: Path) -> None:
         with pytest.raises(ParameterError, match="same key ID twice"):
             store.stage_batch(LINK, [uuid.UUID(int=1), uuid.UUID(int=1)], b"abcd")
         assert store.staged_batches(LINK) == []
+
+
+def test_take_keys_many_keeps_each_request_all_or_nothing(tmp_path: Path) -> None:
+    ids = [uuid.UUID(int=i) for i in range(1, 6)]
+    with NodeStore(tmp_path / "node.db") as store:
+        store.put_keys([(kid, bytes([kid.int]) * 32) for kid in ids[:4]], peer="p")
+        store.take_key(ids[3], peer="p")
+        results = store.take_keys_many([([ids[0], ids[1]], "p"), ([ids[2], ids[4]], "p"), ([ids[3]], "p")])
+        assert results[0] == [b"\x01" * 32, b"\x02" * 32]
+        assert isinstance(results[1], KeyNotFoundError) and results[1].key_id == str(ids[4])
+        assert isinstance(results[2], KeyAlreadyDeliveredError) and results[2].key_id == str(ids[3])
+        assert store.key_state(ids[2], peer="p") == "pending"  # the second request delivered nothing
+        assert [store.key_state(kid, peer="p") for kid in ids[:2]] == ["delivered", "delivered"]
+        with pytest.raises(ParameterError):
+            store.take_keys_many([([ids[2], ids[2]], "p")])
+        assert store.take_keys([ids[2]], peer="p") == [b"\x03" * 32]
