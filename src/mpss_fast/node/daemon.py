@@ -89,13 +89,14 @@ class Node:
                 )
             await self.transport.start(self.shares.on_packet)
             receivers = {}
+            client_ssl = self._client_ssl()  # one context (certificate files read once) for every client
             for link in cfg.links:
-                kme = Etsi014Client(link.kme_url, ssl_context=self._client_ssl(), sae_id=self._dev_id(link.sae_id))
+                kme = Etsi014Client(link.kme_url, ssl_context=client_ssl, sae_id=self._dev_id(link.sae_id))
                 self._kmes.append(kme)
                 receivers[link.neighbour] = LinkKeyReceiver(
                     self.store, link_name(link.neighbour, cfg.node), kme, link.neighbour_sae_id
                 )
-                peer = PeerClient(link.peer_url, cfg.node, ssl_context=self._client_ssl())
+                peer = PeerClient(link.peer_url, cfg.node, ssl_context=client_ssl)
                 self._peers.append(peer)
                 self.feeders[link.neighbour] = LinkKeyFeeder(
                     self.store,

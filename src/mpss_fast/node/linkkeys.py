@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..exceptions import Etsi014BadRequestError, Etsi014Error, StoreError, UnknownLinkError
-from ..relay.pool import LinkKeyPool, wipe
+from ..relay.pool import wipe
 from .etsi014_client import Etsi014Client
 from .store import NodeStore
 
@@ -72,7 +72,6 @@ class LinkKeyFeeder:
         self.dropped_batches = 0
         self.last_error: str | None = None
         self._unconfirmed = True  # staged batches may wait (from before a start, or a failed announcement)
-        self._pool: LinkKeyPool | None = None
 
     async def run(self) -> None:
         """Forever: confirm staged batches, then fetch more key when short; errors are logged and retried."""
@@ -107,13 +106,11 @@ class LinkKeyFeeder:
             self._unconfirmed = False
 
     def _available(self) -> int:
-        """Key left in the outgoing pool (the live pool object is kept: the loop must not wait on store locks)."""
-        if self._pool is None:
-            try:
-                self._pool = self.store.pool(self.link)
-            except UnknownLinkError:
-                return 0
-        return self._pool.available
+        """Key left in the outgoing pool (0 for a direction never fed)."""
+        try:
+            return self.store.pool(self.link).available
+        except UnknownLinkError:
+            return 0
 
     async def _confirm(self, batch: int, key_ids: list[uuid.UUID]) -> None:
         start = await asyncio.to_thread(self.store.stream_end, self.link)

@@ -90,9 +90,6 @@ class ShareNode:
         self.destination = Destination(engine=self.engine, timeout=config.collect_s)
         self.stats = ShareStats()
         self._plans: dict[str, list[tuple[Path, tuple[bytes, ...]]]] = {}
-        # The store hands out one live pool per link; kept here so the event loop never waits on the
-        # store's locks (held by a refill committing in a worker thread) just to find a pool.
-        self._pools: dict[str, LinkKeyPool] = {}
         # SIDs as the 16 bytes packets carry, so no packet needs address text parsed.
         self._node_of: dict[bytes, str] = {address(self.topology.sid(n)): n for n in self.topology.nodes}
         self._sid_bytes = address(self.sid)
@@ -105,19 +102,13 @@ class ShareNode:
     def pool(self, sender: str, receiver: str) -> LinkKeyPool:
         """The store's pool for the direction ``sender>receiver`` (``KeyPoolExhaustedError`` if never fed)."""
         link = link_name(sender, receiver)
-        pool = self._pools.get(link)
-        if pool is None:
-            try:
-                pool = self._pools[link] = self.store.pool(link)
-            except UnknownLinkError:
-                raise KeyPoolExhaustedError(f"link {link} has no key yet") from None
-        return pool
-
-    def paths(self, destination: str) -> list[Path]:
-        """The n node-disjoint paths to ``destination`` (planned once; path ID = index)."""
-        return [path for path, _ in self._plan(destination)]
+        try:
+            return self.store.pool(link)
+        except UnknownLinkError:
+            raise KeyPoolExhaustedError(f"link {link} has no key yet") from None
 
     def _plan(self, destination: str) -> list[tuple[Path, tuple[bytes, ...]]]:
+        """The n node-disjoint paths to ``destination`` with their packed segments (planned once; path ID = index)."""
         plan = self._plans.get(destination)
         if plan is None:
             paths = disjoint_paths(self.topology, self.me, destination, self.config.n)

@@ -481,6 +481,12 @@ class NodeStore:
         never had key added.
         """
         link = _check_name(link, "link")
+        # A live pool is returned without the feed lock, which a refill holds across its commit:
+        # a node's event loop asks for pools on every packet and must not wait for an fsync.
+        live = self._pools.get(link)
+        if live is not None:
+            self._check_open()
+            return live
         with self._feed_lock:
             self._check_open()
             live = self._pools.get(link)
