@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import mpss_fast
@@ -58,6 +58,16 @@ class CliError(Exception):
 def _q(path: str | os.PathLike[str]) -> str:
     """A file name quoted for a one-line message (newlines and control characters escaped)."""
     return repr(os.fspath(path))
+
+
+def _save_report(json_path: str | None, document: str, plot_path: str | None, plot: Callable[[str], None]) -> None:
+    """Write ``--json FILE`` (``-`` was printed already) and ``--plot FILE``, saying so on stderr."""
+    if json_path not in (None, "-"):
+        Path(json_path).write_text(document + "\n", encoding="utf-8")
+        print(f"wrote {json_path}", file=sys.stderr)
+    if plot_path:
+        plot(plot_path)
+        print(f"wrote {plot_path}", file=sys.stderr)
 
 
 def _check_report_paths(*paths: str | None) -> None:
@@ -312,12 +322,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         print(f"mpss_fast {mpss_fast.__version__}: medians of {rounds} rounds, contenders interleaved round by round")
         print(benchmark.format_table(results))
-    if args.json not in (None, "-"):
-        Path(args.json).write_text(document + "\n", encoding="utf-8")
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.plot:
-        benchmark.plot(results, args.plot)
-        print(f"wrote {args.plot}", file=sys.stderr)
+    _save_report(args.json, document, args.plot, lambda path: benchmark.plot(results, path))
     return 0
 
 
@@ -363,12 +368,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             f"{results.wall_s:.1f} s"
         )
         print(sim.format_table(results))
-    if args.json not in (None, "-"):
-        Path(args.json).write_text(results.to_json() + "\n", encoding="utf-8")
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.plot:
-        sim.plot(results, topology, args.plot)
-        print(f"wrote {args.plot}", file=sys.stderr)
+    _save_report(args.json, results.to_json(), args.plot, lambda path: sim.plot(results, topology, path))
     return 0
 
 
