@@ -13,7 +13,7 @@ async def stop_on_signals() -> AsyncIterator[asyncio.Event]:
     """An event set by SIGTERM or SIGINT while the block runs (handlers removed afterwards).
 
     Where the loop cannot take signal handlers (not the main thread, or Windows), the event is
-    only set by cancellation of the waiting task, as before.
+    never set: the block then ends only when its task is cancelled.
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
