@@ -216,3 +216,12 @@ def test_a_failed_key_commit_is_retried_and_nothing_is_lost(tmp_path: Path, monk
         assert len(failures) == 2 and sum(failures) >= 1
 
     asyncio.run(_network(tmp_path, body))
+
+
+def test_the_node_extra_brings_what_the_node_imports() -> None:
+    # The daemon serves HTTP (aiohttp) and plans its paths with mpss_fast.kmp (networkx); checked on the
+    # installed distribution's metadata, so a wheel built without them fails here.
+    from importlib.metadata import requires
+
+    node = [spec for spec in requires("mpss-fast") or [] if 'extra == "node"' in spec]
+    assert {spec.split(">")[0].split(";")[0].strip() for spec in node} >= {"aiohttp", "networkx"}

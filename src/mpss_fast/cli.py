@@ -419,7 +419,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         from .node import daemon
         from .node.config import load_config
     except ImportError as exc:
-        raise CliError(f"node needs aiohttp: install mpss-fast[node] ({exc})") from None
+        raise CliError(f"node needs aiohttp and networkx: install mpss-fast[node] ({exc})") from None
     config = load_config(args.config)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
