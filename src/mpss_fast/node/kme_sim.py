@@ -29,7 +29,7 @@ DELIVERED_MEMORY = 100_000
 
 @dataclass
 class _PairState:
-    outstanding: OrderedDict[uuid.UUID, bytes] = field(default_factory=OrderedDict)
+    outstanding: OrderedDict[uuid.UUID, bytes] = field(default_factory=OrderedDict, repr=False)  # key bytes
     delivered: OrderedDict[uuid.UUID, None] = field(default_factory=OrderedDict)
     tokens: float = 0.0
     refilled: float = 0.0

@@ -94,9 +94,9 @@ class Failure:
 
 @dataclass
 class Copy:
-    """One distinct value received for a share index, and the paths that delivered it."""
+    """One distinct value received for a share index, and the paths that delivered it. Its ``repr`` omits the value."""
 
-    value: bytearray
+    value: bytearray = field(repr=False)
     paths: list[int]
 
 

@@ -80,10 +80,11 @@ class _Session:
     n: int
     paths: tuple[tuple[str, ...], ...]
     verified: bool
-    secret: bytes = b""
-    payload: bytes = b""
-    shares: list[bytes] = field(default_factory=list)
-    received: list[tuple[int, bytes]] = field(default_factory=list)
+    # The key relayed and its shares: kept out of the repr.
+    secret: bytes = field(default=b"", repr=False)
+    payload: bytes = field(default=b"", repr=False)
+    shares: list[bytes] = field(default_factory=list, repr=False)
+    received: list[tuple[int, bytes]] = field(default_factory=list, repr=False)
     resolved: int = 0
     lost: int = 0
     keyed: int = 0

@@ -27,11 +27,11 @@ from .adversary import tampered
 
 @dataclass
 class Journey:
-    """What the real pipeline made of one share."""
+    """What the real pipeline made of one share. Its ``repr`` omits the share values."""
 
-    delivered: bytes | None
+    delivered: bytes | None = field(repr=False)
     """The share value the destination opened, or None if it never arrived."""
-    seen: list[bytes] = field(default_factory=list)
+    seen: list[bytes] = field(default_factory=list, repr=False)
     """The plaintext values compromised relays opened, in path order."""
 
 
