@@ -395,6 +395,8 @@ ALLOWED: dict[str, str] = {
     "mpss_fast.node.etsi014.KeyLimits": PLAIN_FIELDS,
     "mpss_fast.node.etsi014.KeyStatus": PLAIN_FIELDS,
     "mpss_fast.node.etsi014_server.RunningServer": "the aiohttp runner, host and port",
+    "mpss_fast.node.identity.DuplicateWatch": "certificate identities and client addresses, with times",
+    "mpss_fast.node.logsummary.LogSummary": "a logger and per-kind counts of log lines",
     "mpss_fast.node.shares.ShareStats": "counters and key IDs of tampered paths",
     "mpss_fast.relay.session.Arrival": "an enum",
     "mpss_fast.sim.config.SimConfig": PLAIN_FIELDS,
