@@ -20,11 +20,13 @@ from mpss_fast.relay import (
     seal,
     seal_shares,
 )
-from mpss_fast.wire import MpssOption
+from mpss_fast.wire import MpssOption, Srh, address, route_bytes
 
 from .rng import seeded_rng
 
 SESSION = uuid.UUID("12345678-9abc-def0-1234-56789abcdef0")
+ROUTE = route_bytes(address("2001:db8::1"), Srh.from_path([address(f"2001:db8:{i}::1") for i in (1, 2, 3)]))
+"""The routing fields of a share's packet (source, Segments Left, ..., segment list): covered by the tag."""
 
 
 def _poly1305(key: bytes, msg: bytes) -> bytes:
@@ -92,14 +94,21 @@ def test_ciphertext_and_tag_are_exactly_as_documented(engine: Engine) -> None:
 
 def _tampered(message: ShareMessage, where: str, index: int) -> ShareMessage:
     o = message.option
+    route = message.route
     if where == "ciphertext":
         ct = bytearray(message.ciphertext)
         ct[index] ^= 1
-        return ShareMessage(o, bytes(ct))
+        return ShareMessage(o, bytes(ct), route)
     if where == "tag":
         tag = bytearray(o.tag)
         tag[index] ^= 0x80
-        return ShareMessage(o.with_hop(o.hop_key_id, bytes(tag)), message.ciphertext)
+        return ShareMessage(o.with_hop(o.hop_key_id, bytes(tag)), message.ciphertext, route)
+    if where == "route":  # one routing byte: the source, Segments Left, a segment
+        changed = bytearray(route)
+        changed[index] ^= 1
+        return ShareMessage(o, message.ciphertext, bytes(changed))
+    if where == "no route":
+        return ShareMessage(o, message.ciphertext)
     changes = {"x": o.x ^ 2, "k": 3, "n": 4, "path_id": o.path_id + 1, "poly": 0x11D}
     fields = dict(poly=o.poly, k=o.k, n=o.n, x=o.x, path_id=o.path_id, share_len=o.share_len)
     if where in changes:
@@ -108,27 +117,31 @@ def _tampered(message: ShareMessage, where: str, index: int) -> ShareMessage:
     if where == "session":
         sid[index] ^= 1
     forged = MpssOption(**fields, session_id=bytes(sid), hop_key_id=o.hop_key_id, tag=o.tag)
-    return ShareMessage(forged, message.ciphertext)
+    return ShareMessage(forged, message.ciphertext, route)
 
 
 @pytest.mark.parametrize(
     ("where", "index"),
     [("ciphertext", 0), ("ciphertext", 31), ("tag", 0), ("tag", 15), ("x", 0), ("k", 0), ("n", 0),
-     ("path_id", 0), ("poly", 0), ("session", 0), ("session", 15)],
+     ("path_id", 0), ("poly", 0), ("session", 0), ("session", 15), ("route", 0), ("route", 16), ("route", 40),
+     ("route", -1), ("no route", 0)],
 )  # fmt: skip
-def test_any_change_fails_the_tag_and_still_consumes_the_key(engine: Engine, where: str, index: int) -> None:
+def test_any_change_fails_the_tag_and_consumes_nothing(engine: Engine, where: str, index: int) -> None:
     (tx, rx), (tx2, _) = _links("T", 2)
-    message = seal(_option(), seeded_rng(b"y")(32), tx, engine=engine)
+    message = seal(_option(), seeded_rng(b"y")(32), tx, route=ROUTE, engine=engine)
     bad = _tampered(message, where, index)
+    before = (rx.position, rx.available)
     with pytest.raises(TagError) as info:
-        relay(bad, rx, tx2, engine=engine)
+        relay(bad, rx, tx2, route_out=ROUTE, engine=engine)
     err = info.value
     assert (err.link, err.path_id) == (rx.link, bad.option.path_id)
     assert err.session_id == bad.option.session_id and err.x == bad.option.x
-    assert rx.position == hop_key_bytes(32)  # consumed all the same
+    assert (rx.position, rx.available) == before  # a forgery consumes and discards nothing
     assert tx2.position == 0  # nothing taken for the next hop
-    with pytest.raises(KeyReuseError):  # the genuine message cannot be replayed afterwards either
-        relay(message, rx, tx2, engine=engine)
+    relay(message, rx, tx2, route_out=ROUTE, engine=engine)  # the genuine message still goes through, once
+    assert rx.position == hop_key_bytes(32)
+    with pytest.raises(KeyReuseError):
+        relay(message, rx, tx2, route_out=ROUTE, engine=engine)
 
 
 def test_tag_error_message_names_link_and_session_but_no_key_bytes(engine: Engine) -> None:

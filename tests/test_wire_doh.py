@@ -140,7 +140,7 @@ def test_option_past_the_end_of_the_header(parts: tuple[bytes, ...]) -> None:
 
 def test_mpss_option_problems_inside_the_header() -> None:
     bad_version = bytearray(OPTION)
-    bad_version[2] = 0x21
+    bad_version[2] = 0x31
     with pytest.raises(UnsupportedVersionError):
         parse_doh(header(bytes(bad_version)))
     zero_x = bytearray(OPTION)

@@ -16,7 +16,7 @@ from tests.fuzz_wire import SESSION_ID, TAG, sample_option
 EXAMPLE = bytes.fromhex(
     "7e"  # Option Type: act 01, chg 1, experimental 11110
     "34"  # Opt Data Len 52
-    "11"  # Ver 1 | Field 1 (0x11B)
+    "21"  # Ver 2 | Field 1 (0x11B)
     "02" "03" "01"  # k=2, n=3, x=1
     "00000007"  # Path ID 7
     "0004" "0000"  # Share Length 4, Reserved
@@ -29,7 +29,7 @@ EXAMPLE = bytes.fromhex(
 def test_constants() -> None:
     assert OPTION_TYPE == 0x7E and OPTION_TYPE >> 6 == 0b01 and OPTION_TYPE & 0x20
     assert OPTION_TYPE & 0x1F == 0x1E  # the RFC 4727 experimental low bits
-    assert (VERSION, OPTION_DATA_LEN, OPTION_LEN) == (1, 52, 54)
+    assert (VERSION, OPTION_DATA_LEN, OPTION_LEN) == (2, 52, 54)
 
 
 def test_encode_matches_hand_computed_bytes() -> None:
@@ -45,7 +45,7 @@ def test_decode_hand_computed_bytes() -> None:
 
 def test_gfshare_field_code() -> None:
     encoded = sample_option(poly=0x11D).encode()
-    assert encoded[2] == 0x12
+    assert encoded[2] == 0x22
     assert MpssOption.decode(encoded).poly == 0x11D
 
 
@@ -138,19 +138,20 @@ def _mutate(offset: int, value: int) -> bytes:
 @pytest.mark.parametrize(
     ("data", "error", "match"),
     [
-        (_mutate(2, 0x21), UnsupportedVersionError, "version 2"),
+        (_mutate(2, 0x31), UnsupportedVersionError, "version 3"),
+        (_mutate(2, 0x11), UnsupportedVersionError, "version 1"),
         (_mutate(2, 0x01), UnsupportedVersionError, "version 0"),
         (_mutate(2, 0xF1), UnsupportedVersionError, "version 15"),
-        (_mutate(2, 0x10), BadFieldError, "Field code 0"),
-        (_mutate(2, 0x13), BadFieldError, "Field code 3"),
+        (_mutate(2, 0x20), BadFieldError, "Field code 0"),
+        (_mutate(2, 0x23), BadFieldError, "Field code 3"),
         (_mutate(3, 0x04), BadFieldError, "exceeds"),  # k > n
         (_mutate(3, 0x01), BadFieldError, "threshold"),  # k < 2
         (_mutate(5, 0x00), BadFieldError, "share index"),
         (_mutate(11, 0x00), BadFieldError, "share_len"),
         (_mutate(13, 0x01), BadFieldError, "Reserved"),
-        (b"\x7e\x01\x21", UnsupportedVersionError, "version 2"),  # the version is checked before the length
+        (b"\x7e\x01\x31", UnsupportedVersionError, "version 3"),  # the version is checked before the length
         (b"\x7e\x00", BadFieldError, "no data"),
-        (b"\x7e\x01\x10", BadFieldError, "52"),
+        (b"\x7e\x01\x20", BadFieldError, "52"),
         (EXAMPLE[:-1], TruncatedError, "54"),
         (EXAMPLE + b"\x00", BadFieldError, "after the option"),
         (b"\x7e", TruncatedError, "2 bytes"),
@@ -163,7 +164,7 @@ def test_decode_rejects(data: bytes, error: type[WireError], match: str) -> None
 
 
 def test_unsupported_version_with_other_length() -> None:
-    future = bytes([0x7E, 60, 0x21]) + bytes(59)
+    future = bytes([0x7E, 60, 0x31]) + bytes(59)
     with pytest.raises(UnsupportedVersionError):
         MpssOption.decode(future)
 

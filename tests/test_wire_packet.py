@@ -45,7 +45,7 @@ EXAMPLE = bytes.fromhex(
     "20010db8000000000000000000000001"  # source
     "20010db800000000000000000000000a"  # destination = the relay = Segment List[1]
     "2b" "06" "7e" "34"  # DOH: Next Header 43, Hdr Ext Len 6, MPSS option, 52 octets
-    "11020301" "00000007" "00040000"
+    "21020301" "00000007" "00040000"
     "000102030405060708090a0b0c0d0e0f" "0102030405060708" "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"
     "11" "04" "04" "01" "01" "00" "0000"  # SRH: NH 17, len 4, type 4, SL 1, LE 1, flags, tag
     "20010db8000000000000000000000002"  # Segment List[0]: the destination
@@ -361,8 +361,9 @@ def _with_option(data: bytes, offset: int, value: int) -> bytes:
         (7, 0, BadFieldError),  # share index 0
         (5, 4, BadFieldError),  # k > n
         (5, 1, BadFieldError),  # k < 2
-        (4, 0x13, BadFieldError),  # unknown field polynomial
-        (4, 0x21, UnsupportedVersionError),
+        (4, 0x23, BadFieldError),  # unknown field polynomial
+        (4, 0x31, UnsupportedVersionError),
+        (4, 0x11, UnsupportedVersionError),  # version 1: its tag did not cover the route
         (4, 0x01, UnsupportedVersionError),
         (13, 5, BadFieldError),  # share length 5, payload 4
         (13, 3, BadFieldError),

@@ -27,6 +27,7 @@ from .relay import (
     Destination,
     LinkKeyPool,
     first_hop_packet,
+    first_hop_route,
     hop_key_bytes,
     message_of,
     open_into,
@@ -34,10 +35,11 @@ from .relay import (
     seal,
     seal_shares,
 )
-from .wire import encode_packet, forward_packet, parse_packet
+from .wire import Packet, Srh, address, advance, encode_packet, forward_packet, parse_packet, route_bytes
 
 SOURCE = "2001:db8::1"
 DESTINATION = "2001:db8:ff::1"
+OTHER_PATH_RELAY = "2001:db8:9:2::1"
 KEY_BYTES = 32
 
 
@@ -93,7 +95,7 @@ def _compromised_relay(data: bytes, pool_in: LinkKeyPool, pool_out: LinkKeyPool)
     y = bytearray(packet.option.share_len)
     open_into(message_of(packet), pool_in, y)
     y[0] ^= 0x5A
-    altered = seal(packet.option, y, pool_out)
+    altered = seal(packet.option, y, pool_out, route=route_bytes(packet.src, advance(packet.srh)))
     y[:] = bytes(len(y))
     option = altered.option
     return encode_packet(
@@ -118,7 +120,8 @@ def run(print_line: Callable[[str], None] = print) -> DemoResult:
     per_hop = hop_key_bytes(KEY_BYTES + CHECK_BYTES)  # Poly1305 key + pad of one share (number and its check)
     say(f"source: random {KEY_BYTES}-byte number, fingerprint {fingerprint(key)}")
     links = [[_link(f"p{i + 1}/{h}", per_hop) for h in range(len(r.segments))] for i, r in enumerate(routes)]
-    messages = seal_shares(key, k, [path[0][0] for path in links], session_id=session)
+    first_routes = [first_hop_route(r.source, r.segments) for r in routes]
+    messages = seal_shares(key, k, [path[0][0] for path in links], session_id=session, routes=first_routes)
     bad_path = 2  # path IDs are 0..n-1: the third path's first relay is compromised
     arrived = []
     for i, (route, message) in enumerate(zip(routes, messages, strict=True)):
@@ -164,24 +167,46 @@ def run(print_line: Callable[[str], None] = print) -> DemoResult:
     used = [[(tx.position, rx.position) for tx, rx in path] for path in links]
     one_pad_each = all(pair == (per_hop, per_hop) for path in used for pair in path)
     say(f"link keys: {per_hop} bytes per share per link, each used once: {'yes' if one_pad_each else 'NO'}")
-    tamper_caught = _tampering_on_a_link_is_caught(k, n)
+    tamper_caught = _tampering_on_a_link_is_caught(k, n, _flip_a_bit)
     say(f"an attacker on a link who flips a bit is caught by the next hop's tag: {'yes' if tamper_caught else 'NO'}")
-    ok = match and named and same_key and one_pad_each and too_few_refused and tamper_caught
+    reroute_caught = _tampering_on_a_link_is_caught(k, n, _reroute)
+    say(
+        "an attacker on a link who rewrites the segment list is caught by the next hop's tag: "
+        f"{'yes' if reroute_caught else 'NO'}"
+    )
+    ok = match and named and same_key and one_pad_each and too_few_refused and tamper_caught and reroute_caught
     return DemoResult(lines, ok)
 
 
-def _tampering_on_a_link_is_caught(k: int, n: int) -> bool:
-    """An attacker on a link flips a ciphertext bit and fixes the UDP checksum: the next relay must refuse it."""
+def _flip_a_bit(packet: Packet) -> Packet:
+    return dataclasses.replace(packet, payload=bytes([packet.payload[0] ^ 1]) + packet.payload[1:])
+
+
+def _reroute(packet: Packet) -> Packet:
+    """Send the share on through another relay (one of another path) instead of the planned next one."""
+    final, _, *rest = packet.srh.segments
+    segments = (final, address(OTHER_PATH_RELAY), *rest)
+    return dataclasses.replace(packet, srh=Srh(segments, packet.srh.segments_left))
+
+
+def _tampering_on_a_link_is_caught(k: int, n: int, change: Callable[[Packet], Packet]) -> bool:
+    """An attacker on a link changes a packet (and fixes the UDP checksum): the next relay must refuse it,
+    consuming none of its link key."""
     size = hop_key_bytes(KEY_BYTES + CHECK_BYTES)
     (tx, rx), (tx_next, _) = _link("t/0", size), _link("t/1", size)
-    message = seal_shares(os.urandom(KEY_BYTES), k, [tx] + [_link(f"x{i}", size)[0] for i in range(n - 1)])[0]
-    packet = parse_packet(first_hop_packet(message, SOURCE, ("2001:db8:1:1::1", DESTINATION)))
-    flipped = bytes([packet.payload[0] ^ 1]) + packet.payload[1:]
-    forged = encode_packet(dataclasses.replace(packet, payload=flipped))  # a fresh, valid checksum
+    path = ("2001:db8:1:1::1", "2001:db8:1:2::1", DESTINATION)
+    message = seal_shares(
+        os.urandom(KEY_BYTES),
+        k,
+        [tx] + [_link(f"x{i}", size)[0] for i in range(n - 1)],
+        routes=[first_hop_route(SOURCE, path)] * n,
+    )[0]
+    packet = parse_packet(first_hop_packet(message, SOURCE, path))
+    forged = encode_packet(change(packet))  # a fresh, valid checksum
     try:
         relay_packet(forged, rx, tx_next)
     except TagError:
-        return True
+        return rx.position == 0 and rx.available == size
     except MpssError:
         return False
     return False

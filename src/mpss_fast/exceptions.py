@@ -95,7 +95,7 @@ class KeyReuseError(RelayError):
 
 
 class TagError(RelayError):
-    """A per-hop tag does not verify: the share is dropped (its key material is still consumed)."""
+    """A per-hop tag does not verify: the share is dropped, and no key material is consumed."""
 
     def __init__(self, message: str, *, link: str, session_id: bytes, path_id: int, x: int) -> None:
         super().__init__(message)
@@ -103,6 +103,20 @@ class TagError(RelayError):
         """The link the share came in on."""
         self.session_id = session_id
         """The session the share claims to belong to."""
+        self.path_id = path_id
+        self.x = x
+
+
+class RouteError(RelayError):
+    """An authenticated share arrived by a route its session cannot accept: a second share over one incoming
+    link, a path not node-disjoint from another share's, or another source. Refused; ``link`` names where it
+    came from."""
+
+    def __init__(self, message: str, *, link: str, session_id: bytes, path_id: int, x: int) -> None:
+        super().__init__(message)
+        self.link = link
+        """The link the share came in on."""
+        self.session_id = session_id
         self.path_id = path_id
         self.x = x
 
@@ -162,6 +176,10 @@ class StoreVersionError(StoreError):
 
 class StoreLockedError(StoreError):
     """Another ``NodeStore`` (this process or another) already has the database open."""
+
+
+class StorePermissionError(StoreError):
+    """The store's directory or one of its files is open to group or others (key material at rest): refused."""
 
 
 class StoreClosedError(StoreError):
@@ -230,6 +248,11 @@ class Etsi014ConnectionError(Etsi014Error):
     """No usable HTTP answer: connection refused, TLS handshake failed, timeout, or a malformed response body."""
 
     default_status = None
+
+
+class KmeFaultError(Etsi014ConnectionError):
+    """A KME answered, but with keys unlike the request: another number or size, key IDs other than asked, or
+    one key ID twice. Nothing of such an answer is used (the two ends of a link would hold different keys)."""
 
 
 class NodeError(MpssError):

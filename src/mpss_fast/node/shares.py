@@ -10,9 +10,11 @@ as the destination. Link key pools come from the node's store (``A>B`` per direc
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import logging
 import os
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,7 @@ from ..exceptions import (
     KeyReuseError,
     MpssError,
     RelayError,
+    RouteError,
     TagError,
     TopologyError,
     UnknownLinkError,
@@ -31,16 +34,33 @@ from ..exceptions import (
 )
 from ..kmp import disjoint_paths
 from ..kmp.paths import Path
-from ..relay import CHECK_BYTES, Destination, first_hop_packet, message_of, open_into, relay, seal, seal_shares
+from ..relay import (
+    CHECK_BYTES,
+    Destination,
+    first_hop_packet,
+    first_hop_route,
+    message_of,
+    open_into,
+    relay,
+    seal,
+    seal_shares,
+)
 from ..relay.hop import hop_key_bytes
 from ..relay.pool import LinkKeyPool, wipe
-from ..relay.session import Delivery, Failure
-from ..wire import Packet, address, encode_packet, forward_packet, parse_packet
+from ..relay.session import Arrival, Delivery, Failure
+from ..wire import Packet, address, advance, encode_packet, forward_packet, parse_packet, route_bytes
 from .config import AppPair, NodeConfig
 from .linkkeys import link_name
+from .logsummary import LogSummary
 from .store import NodeStore
 
 log = logging.getLogger("mpss_fast.node")
+
+MAX_REPORTS = 100
+"""Most recent tamper and route reports kept in the stats (older ones are counted, not kept)."""
+
+MAX_ROUTES = 65536
+"""Most sessions whose paths a destination remembers for its reports (the oldest is forgotten first)."""
 
 
 @dataclass
@@ -54,9 +74,28 @@ class ShareStats:
     keys_failed: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     tampered: list[dict[str, Any]] = field(default_factory=list)
+    """The latest :data:`MAX_REPORTS` shares found altered (``tamper_reports`` counts them all)."""
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    """The latest :data:`MAX_REPORTS` authenticated shares refused for their route (``refused_reports``: all)."""
+    tamper_reports: int = 0
+    refused_reports: int = 0
 
     def drop(self, why: str) -> None:
         self.dropped[why] = self.dropped.get(why, 0) + 1
+
+    def report_tamper(self, entry: dict[str, Any]) -> None:
+        self.tamper_reports += 1
+        _keep_latest(self.tampered, entry)
+
+    def report_refused(self, entry: dict[str, Any]) -> None:
+        self.refused_reports += 1
+        _keep_latest(self.refused, entry)
+
+
+def _keep_latest(reports: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+    reports.append(entry)
+    if len(reports) > MAX_REPORTS:
+        del reports[: len(reports) - MAX_REPORTS]
 
 
 KeySink = Callable[[uuid.UUID, bytes, str], None]
@@ -89,11 +128,13 @@ class ShareNode:
         self.engine = engine if engine is not None else Engine()
         self.destination = Destination(engine=self.engine, timeout=config.collect_s)
         self.stats = ShareStats()
-        self._plans: dict[str, list[tuple[Path, tuple[bytes, ...]]]] = {}
+        self.log_summary = LogSummary(log, f"node {config.node}")
+        self._plans: dict[str, list[tuple[Path, tuple[bytes, ...], bytes]]] = {}
         # SIDs as the 16 bytes packets carry, so no packet needs address text parsed.
         self._node_of: dict[bytes, str] = {address(self.topology.sid(n)): n for n in self.topology.nodes}
         self._sid_bytes = address(self.sid)
-        self._routes: dict[bytes, tuple[str, dict[int, tuple[str, ...]]]] = {}  # session -> (source, path -> relays)
+        # session -> (source, path ID -> relays), for reports: bounded, and pruned as sessions end
+        self._routes: OrderedDict[bytes, tuple[str, dict[int, tuple[str, ...]]]] = OrderedDict()
         if config.tamper:
             log.warning("node %s: testing.tamper is on: this relay alters every share it relays", self.me)
 
@@ -107,12 +148,16 @@ class ShareNode:
         except UnknownLinkError:
             raise KeyPoolExhaustedError(f"link {link} has no key yet") from None
 
-    def _plan(self, destination: str) -> list[tuple[Path, tuple[bytes, ...]]]:
-        """The n node-disjoint paths to ``destination`` with their packed segments (planned once; path ID = index)."""
+    def _plan(self, destination: str) -> list[tuple[Path, tuple[bytes, ...], bytes]]:
+        """The n node-disjoint paths to ``destination``, with their packed segments and the routing fields their
+        first hop's tag covers (planned once; path ID = index)."""
         plan = self._plans.get(destination)
         if plan is None:
             paths = disjoint_paths(self.topology, self.me, destination, self.config.n)
-            plan = [(path, tuple(address(sid) for sid in path.segments)) for path in paths]
+            plan = []
+            for path in paths:
+                segments = tuple(address(sid) for sid in path.segments)
+                plan.append((path, segments, first_hop_route(self._sid_bytes, segments)))
             self._plans[destination] = plan
         return plan
 
@@ -129,19 +174,20 @@ class ShareNode:
         first link lacks key (nothing is consumed then)."""
         size = size_bits // 8
         plan = self._plan(pair.slave_node)
-        pools = [self.pool(self.me, path.nodes[1]) for path, _ in plan]
+        pools = [self.pool(self.me, path.nodes[1]) for path, _, _ in plan]
         need = hop_key_bytes(size + CHECK_BYTES)
-        for (path, _), pool in zip(plan, pools, strict=True):
+        for (path, _, _), pool in zip(plan, pools, strict=True):
             if pool.available < need:
                 raise KeyPoolExhaustedError(f"link {link_name(self.me, path.nodes[1])} lacks key for a share now")
         key_id = uuid.uuid4()
         number = bytearray(os.urandom(size))
         try:
-            messages = seal_shares(number, self.config.k, pools, session_id=key_id, engine=self.engine)
+            routes = [route for _, _, route in plan]
+            messages = seal_shares(number, self.config.k, pools, session_id=key_id, engine=self.engine, routes=routes)
             key = derive_key(number, key_id, length=size)
         finally:
             wipe(number)
-        for (path, segments), message in zip(plan, messages, strict=True):
+        for (path, segments, _), message in zip(plan, messages, strict=True):
             self.send(first_hop_packet(message, self._sid_bytes, segments), path.nodes[1])
         self.stats.keys_sent += 1
         return key_id, key
@@ -170,7 +216,9 @@ class ShareNode:
                 self._arrive(packet, previous)
         except TagError as exc:
             self.stats.drop("bad tag")
-            log.warning("node %s: %s", self.me, exc)
+            self.log_summary.note(f"bad tags on link {exc.link}", str(exc))
+        except RouteError as exc:
+            self._refused(exc, packet)
         except KeyReuseError:
             self.stats.drop("key ID behind the pool (replay or restart)")
         except KeyPoolExhaustedError:
@@ -187,34 +235,65 @@ class ShareNode:
             return
         pool_in, pool_out = self.pool(previous, self.me), self.pool(self.me, following)
         message = message_of(packet)
+        route_out = route_bytes(packet.src, advance(packet.srh))
         if self.config.tamper:
-            out = self._tamper(message, pool_in, pool_out)
+            out = self._tamper(message, pool_in, pool_out, route_out)
         else:
-            out = relay(message, pool_in, pool_out, engine=self.engine)
+            out = relay(message, pool_in, pool_out, route_out=route_out, engine=self.engine)
         forwarded = forward_packet(packet, hop_key_id=out.option.hop_key_id, tag=out.option.tag, payload=out.ciphertext)
         self.send(encode_packet(forwarded), following)
         self.stats.shares_relayed += 1
 
-    def _tamper(self, message: Any, pool_in: LinkKeyPool, pool_out: LinkKeyPool) -> Any:
+    def _tamper(self, message: Any, pool_in: LinkKeyPool, pool_out: LinkKeyPool, route_out: bytes) -> Any:
         """A compromised relay (testing): it holds both link keys, so it alters the share and tags it validly."""
         share = bytearray(message.option.share_len)
         try:
             open_into(message, pool_in, share, engine=self.engine)
             share[0] ^= 0x01
-            return seal(message.option, share, pool_out, engine=self.engine)
+            return seal(message.option, share, pool_out, route=route_out, engine=self.engine)
         finally:
             wipe(share)
 
     def _arrive(self, packet: Packet, previous: str) -> None:
+        """A share for this node: accepted only over the last link of the path its authenticated segment list
+        names, on a path of the topology, node-disjoint from its session's other shares, from one source."""
         message = message_of(packet)
         option = message.option
-        receipt = self.destination.open(message, self.pool(previous, self.me))
-        self.stats.shares_received += 1
         source = self._node(packet.src)
-        route = self._routes.setdefault(option.session_id, (source, {}))
-        route[1][option.path_id] = tuple(self._node(s) for s in reversed(packet.srh.segments[1:]))
+        relays = tuple(self._node(s) for s in reversed(packet.srh.segments[1:]))
+        hops = (source, *relays, self.me)
+        strays = [f"{a}>{b}" for a, b in itertools.pairwise(hops) if not self.topology.has_link(a, b)]
+        refuse = f"its segment list is not a path of the topology (no link {', '.join(strays)})" if strays else None
+        if source == self.me:
+            refuse = "it names this node as its source"
+        receipt = self.destination.open(
+            message, self.pool(previous, self.me), relays=relays, source=source, refuse=refuse
+        )
+        self.stats.shares_received += 1
+        if receipt.status is Arrival.LATE:
+            return
+        route = self._routes.get(option.session_id)
+        if route is None:
+            route = self._routes[option.session_id] = (source, {})
+            if len(self._routes) > MAX_ROUTES:
+                self._routes.popitem(last=False)
+        route[1][option.path_id] = relays
         if receipt.complete:
             self._finish(option.session_id)
+
+    def _refused(self, exc: RouteError, packet: Packet) -> None:
+        """An authenticated share whose route its session cannot accept: counted, reported, logged (rate-limited)."""
+        self.stats.drop("route refused")
+        self.stats.report_refused(
+            {
+                "key_ID": str(uuid.UUID(bytes=exc.session_id)),
+                "link": exc.link,
+                "path": exc.path_id,
+                "x": exc.x,
+                "segments": [_sid_text(s) for s in reversed(packet.srh.segments)],
+            }
+        )
+        self.log_summary.note(f"shares refused for their route on link {exc.link}", str(exc))
 
     def _finish(self, session_id: bytes) -> None:
         try:
@@ -232,18 +311,23 @@ class ShareNode:
                 self._failed(result.key_id.bytes, result.error)
             else:
                 self._delivered(result)
+        pending = {s.bytes for s in self.destination.pending()}
+        for sid in [sid for sid in self._routes if sid not in pending]:
+            del self._routes[sid]
+        self.log_summary.flush()
 
     def _delivered(self, delivery: Delivery) -> None:
         source, relays = self._routes.pop(delivery.key_id.bytes, ("?", {}))
         for path_id in delivery.bad_paths:
             path = list(relays.get(path_id, ()))
-            self.stats.tampered.append(
+            self.stats.report_tamper(
                 {"key_ID": str(delivery.key_id), "source": source, "path": path_id, "relays": path}
             )
-            log.warning(
-                "node %s: key %s: the share on path %d (relays %s) was altered; corrected from the others",
-                self.me, delivery.key_id, path_id, ", ".join(path) or "?",
-            )  # fmt: skip
+            self.log_summary.note(
+                f"altered shares on path {path_id} from {source}",
+                f"key {delivery.key_id}: the share on path {path_id} (relays {', '.join(path) or '?'}) was altered; "
+                "corrected from the others",
+            )
         key = delivery.key(length=len(delivery.number))
         self.sink(delivery.key_id, key, source)
         self.stats.keys_delivered += 1

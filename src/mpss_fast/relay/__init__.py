@@ -10,7 +10,7 @@ See ``docs/relay.md`` for the key layout, the check and sessions, and
 
 from .endpoints import CHECK_BYTES, DEFAULT_TIMEOUT, Destination, number_check, seal_shares
 from .hop import MAC_KEY_BYTES, ShareMessage, hop_key_bytes, open_into, relay, seal
-from .packets import MPSS_UDP_PORT, first_hop_packet, message_of, relay_packet
+from .packets import MPSS_UDP_PORT, first_hop_packet, first_hop_route, message_of, relay_packet
 from .pool import LinkKeyPool
 from .session import Arrival, Delivery, Failure, Receipt
 
@@ -27,6 +27,7 @@ __all__ = [
     "Receipt",
     "ShareMessage",
     "first_hop_packet",
+    "first_hop_route",
     "hop_key_bytes",
     "message_of",
     "number_check",

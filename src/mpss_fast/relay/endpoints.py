@@ -30,6 +30,7 @@ from ..exceptions import (
     IntegrityError,
     MpssError,
     ParameterError,
+    RouteError,
     SessionTimeoutError,
     ShareError,
     UncorrectableError,
@@ -64,8 +65,12 @@ def seal_shares(
     poly: int = POLY_AES,
     engine: Engine | None = None,
     check: bool = True,
+    routes: Sequence[bytes] | None = None,
 ) -> list[ShareMessage]:
     """Split ``secret`` k-of-n (n = ``len(pools)``) and seal share i for the first link of path i.
+
+    ``routes[i]``: the routing fields share i's packet carries (``first_hop_route``), which
+    its tag covers; default none (shares not carried in packets).
 
     Share i has x = i + 1 and path ID ``path_ids[i]`` (default i); ``session_id`` (16
     bytes or a UUID) defaults to a random UUID. With ``check`` (the default) the value
@@ -84,6 +89,10 @@ def seal_shares(
         path_ids = range(n)
     elif len(path_ids) != n:
         raise ParameterError(f"got {len(path_ids)} path IDs for {n} paths")
+    if routes is None:
+        routes = [b""] * n
+    elif len(routes) != n:
+        raise ParameterError(f"got {len(routes)} routes for {n} paths")
     sid = uuid.uuid4().bytes if session_id is None else session_id
     length = view.nbytes + (CHECK_BYTES if check else 0)
     data = np.empty((1, length), dtype=np.uint8)
@@ -104,7 +113,7 @@ def seal_shares(
                 share_len=length,
                 session_id=sid,  # type: ignore[arg-type]
             )
-            messages.append(seal(option, shares[i, 0], pool, engine=eng))
+            messages.append(seal(option, shares[i, 0], pool, route=routes[i], engine=eng))
         return messages
     finally:
         data.fill(0)
@@ -122,6 +131,11 @@ class Destination:
 
     :meth:`open` never raises for a duplicate, a conflicting copy or a late share: it
     returns a :class:`Receipt` that says which. Thread-safe (one lock; a rebuild holds it).
+
+    Routes: a session accepts at most one share per incoming link (``pool_in.link``), and,
+    where :meth:`open` is told each share's relays and source, only shares whose paths are
+    node-disjoint and that name one source; anything else raises ``RouteError`` naming the
+    link. So a single relay, even one that holds its link keys, contributes one share.
     """
 
     def __init__(
@@ -144,6 +158,7 @@ class Destination:
         self._clock = clock
         self._sessions: dict[bytes, Session] = {}
         self._finished: dict[bytes, float] = {}  # session ID -> when to forget it (insertion = time order)
+        self._routes: dict[bytes, _Routes] = {}  # session ID -> how its shares came
         self._lock = threading.Lock()
 
     @property
@@ -156,13 +171,29 @@ class Destination:
         """Seconds a session collects shares."""
         return self._timeout
 
-    def open(self, message: ShareMessage, pool_in: LinkKeyPool) -> Receipt:
+    def open(
+        self,
+        message: ShareMessage,
+        pool_in: LinkKeyPool,
+        *,
+        relays: Sequence[str] | None = None,
+        source: str | None = None,
+        refuse: str | None = None,
+    ) -> Receipt:
         """Verify, decrypt and file one share; returns what was done with it.
 
-        Raises what :func:`open_into` raises (``TagError``, ``KeyReuseError``, ...;
-        the incoming key material is consumed by then), and ``BadFieldError`` for a share
-        whose k, n, field or length disagrees with its session or whose index exceeds n.
+        ``relays`` (the nodes the share's authenticated route passed, in any order) and
+        ``source`` (its authenticated source) let the session check that its shares came
+        over node-disjoint paths from one source. Raises what :func:`open_into` raises
+        (``TagError``, ``KeyReuseError``, ...: nothing is consumed then), ``RouteError`` for
+        a route the session cannot accept (see the class docstring; the share's pad is
+        consumed, it authenticated), and ``BadFieldError`` for a share whose k, n, field
+        or length disagrees with its session or whose index exceeds n. ``refuse``: a reason
+        the caller found to refuse the share's route (say, a segment list that is not a path
+        of its topology): the share is authenticated first, so a forgery (``TagError``) is
+        told apart from a relay that lies (``RouteError`` with that reason), then refused.
         """
+        relay_set = None if relays is None else frozenset(relays)
         option = message.option
         y = bytearray(option.share_len)
         open_into(message, pool_in, y, engine=self._engine)
@@ -175,6 +206,7 @@ class Destination:
                 session = self._sessions.get(sid)
                 if session is None and sid not in self._finished:
                     self._check_new(option)
+                    _Routes().admit(option, pool_in.link, relay_set, source, refuse)  # a first share may be refused too
                     session = Session(option.k, option.n, option.poly, option.share_len, now + self._timeout)
                     self._sessions[sid] = session
                 if session is None or now >= session.deadline:
@@ -193,6 +225,8 @@ class Destination:
                     raise BadFieldError(
                         f"share x={option.x} of session {option.session_uuid} exceeds the session's n={session.n}"
                     )
+                routes = self._routes.setdefault(sid, _Routes())
+                routes.admit(option, pool_in.link, relay_set, source, refuse)
                 status, earlier = session.add(option.x, y, option.path_id)
                 kept = status in (Arrival.NEW, Arrival.CONFLICT)
                 return _receipt(status, option, session, earlier)
@@ -280,6 +314,7 @@ class Destination:
 
     def _finish(self, sid: bytes, session: Session, now: float) -> None:
         del self._sessions[sid]
+        self._routes.pop(sid, None)
         session.wipe()
         self._finished.pop(sid, None)
         self._finished[sid] = now + self._timeout
@@ -417,6 +452,47 @@ class Destination:
             ys.fill(0)
             if data is not None:
                 data.fill(0)
+
+
+class _Routes:
+    """How one session's shares came: incoming links, relays and source (under the destination's lock)."""
+
+    __slots__ = ("links", "relays", "source")
+
+    def __init__(self) -> None:
+        self.links: set[str] = set()
+        self.relays: set[str] = set()
+        self.source: str | None = None
+
+    def admit(
+        self, option: MpssOption, link: str, relays: frozenset[str] | None, source: str | None, refuse: str | None
+    ) -> None:
+        """Record a share's route, or raise ``RouteError`` (recording nothing) if the session cannot accept it."""
+        why = refuse if refuse is not None else self._objection(link, relays, source)
+        if why is not None:
+            raise RouteError(
+                f"share x={option.x} (path {option.path_id}) of session {option.session_uuid} refused on link "
+                f"{link}: {why}",
+                link=link,
+                session_id=option.session_id,
+                path_id=option.path_id,
+                x=option.x,
+            )
+        self.links.add(link)
+        if relays is not None:
+            self.relays |= relays
+        if source is not None:
+            self.source = source
+
+    def _objection(self, link: str, relays: frozenset[str] | None, source: str | None) -> str | None:
+        if link in self.links:
+            return "a share of this session already came over that link (one share per incoming link)"
+        if relays is not None and not relays.isdisjoint(self.relays):
+            shared = ", ".join(sorted(relays & self.relays))
+            return f"its path shares relay(s) {shared} with another share's path (paths must be node-disjoint)"
+        if source is not None and self.source is not None and source != self.source:
+            return f"it names source {source}, the session's other shares {self.source}"
+        return None
 
 
 def _passes_check(data: np.ndarray) -> bool:

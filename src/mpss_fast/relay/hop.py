@@ -5,14 +5,19 @@ key material of one message is taken from the link's pool in one piece at one ke
 
     material = mac_key (32 bytes) || pad (share_len bytes);  option.hop_key_id = its key ID
 
-The tag is Poly1305 under ``mac_key`` over ``option.mac_bytes() || ciphertext`` (the
-option TLV with its tag zeroed, then the ciphertext): a one-time key per message makes
-this a Wegman-Carter authenticator, secure against an unbounded forger. The material is
-consumed whether or not the tag verifies, and wiped after use.
+The tag is Poly1305 under ``mac_key`` over ``option.mac_bytes() || route || ciphertext``
+(the option TLV with its tag zeroed, the packet's routing fields as
+:func:`mpss_fast.wire.route_bytes` lays them out, then the ciphertext): a one-time key per
+message makes this a Wegman-Carter authenticator, secure against an unbounded forger,
+and a rewritten segment list, Segments Left or source fails the next hop's check.
+The receiver verifies the tag on the material at the claimed key ID *before* the pool
+consumes anything (:meth:`LinkKeyPool.take_at`): a forged message costs no key material.
+Material is wiped after use.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 from ..engine import Engine
-from ..exceptions import BadFieldError, TagError
+from ..exceptions import BadFieldError, InputTypeError, TagError
 from ..wire import MpssOption
 from .pool import LinkKeyPool, wipe
 
@@ -35,12 +40,16 @@ def hop_key_bytes(share_len: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ShareMessage:
-    """One share on one link: its MPSS option (metadata, key ID, tag) and the encrypted share."""
+    """One share on one link: its MPSS option (metadata, key ID, tag), the encrypted share, and the
+    routing fields it travels under (``route_bytes`` of its packet; empty where no packet carries it)."""
 
     option: MpssOption
     ciphertext: bytes
+    route: bytes = b""
 
     def __post_init__(self) -> None:
+        if type(self.route) is not bytes:
+            raise InputTypeError(f"route must be bytes, not {type(self.route).__name__}")
         if len(self.ciphertext) != self.option.share_len:
             raise BadFieldError(
                 f"ciphertext is {len(self.ciphertext)} bytes but the option says share_len={self.option.share_len}"
@@ -59,31 +68,40 @@ def _engine(engine: Engine | None) -> Engine:
     return _default_engine
 
 
-def _tag(material: bytearray, option: MpssOption, key_id: int, ciphertext: bytes) -> bytes:
-    """The tag for ``option`` sent under ``key_id``: Poly1305 over its MAC bytes and the ciphertext."""
-    return Poly1305.generate_tag(memoryview(material)[:MAC_KEY_BYTES], option.mac_bytes(hop_key_id=key_id) + ciphertext)
+def _tag(material: bytearray, option: MpssOption, key_id: int, route: bytes, ciphertext: bytes) -> bytes:
+    """The tag for ``option`` sent under ``key_id`` along ``route``: Poly1305 over MAC bytes, route, ciphertext."""
+    data = b"".join((option.mac_bytes(hop_key_id=key_id), route, ciphertext))
+    return Poly1305.generate_tag(memoryview(material)[:MAC_KEY_BYTES], data)
 
 
-def _verify(material: bytearray, message: ShareMessage, link: str) -> None:
-    data = message.option.mac_bytes() + message.ciphertext
-    try:
-        Poly1305.verify_tag(memoryview(material)[:MAC_KEY_BYTES], data, message.option.tag)
-    except InvalidSignature:
+def _verifier(message: ShareMessage, link: str) -> Callable[[memoryview], None]:
+    """The check ``LinkKeyPool.take_at`` runs on the material at the message's key ID before consuming it."""
+
+    def verify(material: memoryview) -> None:
         option = message.option
-        raise TagError(
-            f"bad tag on link {link}: share x={option.x} of session {option.session_uuid} "
-            f"(path {option.path_id}) dropped",
-            link=link,
-            session_id=option.session_id,
-            path_id=option.path_id,
-            x=option.x,
-        ) from None
+        data = b"".join((option.mac_bytes(), message.route, message.ciphertext))
+        try:
+            Poly1305.verify_tag(material[:MAC_KEY_BYTES], data, option.tag)
+        except InvalidSignature:
+            raise TagError(
+                f"bad tag on link {link}: share x={option.x} of session {option.session_uuid} "
+                f"(path {option.path_id}) dropped",
+                link=link,
+                session_id=option.session_id,
+                path_id=option.path_id,
+                x=option.x,
+            ) from None
+
+    return verify
 
 
-def seal(option: MpssOption, share: Any, pool: LinkKeyPool, *, engine: Engine | None = None) -> ShareMessage:
+def seal(
+    option: MpssOption, share: Any, pool: LinkKeyPool, *, route: bytes = b"", engine: Engine | None = None
+) -> ShareMessage:
     """First hop: encrypt the share value ``y`` (``option.share_len`` bytes) and tag it for ``pool``'s link.
 
-    ``option``'s hop key ID and tag are replaced.
+    ``option``'s hop key ID and tag are replaced; ``route`` is the routing fields of the
+    packet that will carry it (``route_bytes``), covered by the tag.
     """
     eng = _engine(engine)
     size = option.share_len
@@ -91,7 +109,8 @@ def seal(option: MpssOption, share: Any, pool: LinkKeyPool, *, engine: Engine | 
     try:
         pad = memoryview(material)[MAC_KEY_BYTES:]
         ciphertext = eng.xor(share, pad)  # validates share: bytes-like of share_len bytes
-        return ShareMessage(option.with_hop(key_id, _tag(material, option, key_id, ciphertext)), ciphertext)
+        tag = _tag(material, option, key_id, route, ciphertext)
+        return ShareMessage(option.with_hop(key_id, tag), ciphertext, route)
     finally:
         wipe(material)
 
@@ -101,27 +120,28 @@ def relay(
     pool_in: LinkKeyPool,
     pool_out: LinkKeyPool,
     *,
+    route_out: bytes = b"",
     engine: Engine | None = None,
 ) -> ShareMessage:
     """A relay hop: verify the incoming tag, re-encrypt from ``pool_in``'s pad to ``pool_out``'s, tag anew.
 
     The plaintext share is never stored: one fused pass computes
-    ``ciphertext XOR pad_in XOR pad_out``. A bad tag raises ``TagError`` (naming the
-    link and session) after the incoming material is consumed; nothing is taken from
-    ``pool_out`` then.
+    ``ciphertext XOR pad_in XOR pad_out``. The incoming tag covers ``message.route``; the
+    new one covers ``route_out`` (the routing fields as forwarded). A bad tag raises
+    ``TagError`` (naming the link and session) and consumes nothing from either pool.
     """
     eng = _engine(engine)
     option = message.option
     size = option.share_len
-    material_in = pool_in.take_at(option.hop_key_id, hop_key_bytes(size))
+    material_in = pool_in.take_at(option.hop_key_id, hop_key_bytes(size), _verifier(message, pool_in.link))
     try:
-        _verify(material_in, message, pool_in.link)
         key_id, material_out = pool_out.take(hop_key_bytes(size))
         try:
             ciphertext = eng.reencrypt(
                 message.ciphertext, memoryview(material_in)[MAC_KEY_BYTES:], memoryview(material_out)[MAC_KEY_BYTES:]
             )
-            return ShareMessage(option.with_hop(key_id, _tag(material_out, option, key_id, ciphertext)), ciphertext)
+            tag = _tag(material_out, option, key_id, route_out, ciphertext)
+            return ShareMessage(option.with_hop(key_id, tag), ciphertext, route_out)
         finally:
             wipe(material_out)
     finally:
@@ -129,12 +149,13 @@ def relay(
 
 
 def open_into(message: ShareMessage, pool_in: LinkKeyPool, out: Any, *, engine: Engine | None = None) -> None:
-    """Last hop: verify and decrypt the share value ``y`` into the writable buffer ``out``."""
+    """Last hop: verify and decrypt the share value ``y`` into the writable buffer ``out``.
+
+    A bad tag raises ``TagError`` and consumes nothing."""
     eng = _engine(engine)
     option = message.option
-    material = pool_in.take_at(option.hop_key_id, hop_key_bytes(option.share_len))
+    material = pool_in.take_at(option.hop_key_id, hop_key_bytes(option.share_len), _verifier(message, pool_in.link))
     try:
-        _verify(material, message, pool_in.link)
         eng.xor_into(message.ciphertext, memoryview(material)[MAC_KEY_BYTES:], out)
     finally:
         wipe(material)

@@ -5,21 +5,38 @@ Two neighbours share the key stream of their link; each direction has its own po
 the same bytes. A byte's **key ID** is its offset in that stream since the link started:
 the sender takes the next bytes and puts their key ID in the message; the receiver takes
 the bytes at that key ID. Material leaves the pool exactly once and is zeroed in the pool
-as it leaves; a key ID behind the pool's position is refused (that material is gone), and
-running out raises rather than ever reusing a byte.
+as it leaves; running out raises rather than ever reusing a byte.
 
-Persistence: ``on_consume(position)`` is called with the new position *before* the
-material is handed to the caller, so a store can record the consumption first (the node
-keeps pools in SQLite); if it raises, the material is wiped and never returned.
+**Verify, then consume.** The receiver's ``take_at`` is given the check of the message
+(its one-time tag) and runs it on the material at the claimed key ID *before* anything
+moves: a message that fails it consumes nothing, discards nothing and persists nothing,
+so forged key IDs cannot drain a pool. Messages may arrive out of order within a
+**window** of ``window`` bytes behind the furthest authenticated message: material
+there stays usable until authenticated traffic moves the window past it, and only then
+is it discarded. Each range is handed out once (a replay is ``KeyReuseError``), and a
+key ID behind the window is refused (that material is gone).
+
+Persistence: ``on_consume(end)`` is called, *before* the material is handed to the
+caller, with the end of the furthest material handed out so far: nothing below it may be
+used after a restart, so a store records it first (the node keeps pools in SQLite) and a
+restarted pool resumes there (the window is not carried across restarts). If it raises,
+the material is wiped and never returned.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ..exceptions import InputTypeError, KeyPoolExhaustedError, KeyReuseError, ParameterError
+
+DEFAULT_WINDOW = 1 << 16
+"""Bytes behind the furthest authenticated message within which messages may arrive out of order."""
+
+MAX_WINDOW = 1 << 24
+"""The largest reordering window a pool accepts."""
 
 
 def wipe(buf: bytearray) -> None:
@@ -38,8 +55,9 @@ def _as_bytes_view(obj: Any, name: str) -> memoryview:
 class LinkKeyPool:
     """One direction of a link's QKD key material (see the module docstring).
 
-    ``position`` is the key ID of the first byte still in the pool (bytes before it
-    were handed out or discarded); ``available`` is how many bytes remain.
+    ``position`` is the key ID of the first byte the pool still holds (bytes before it
+    were handed out or discarded); ``available`` is how many held bytes were not handed
+    out yet; ``window`` the reordering window in bytes (0: strictly in order).
     """
 
     def __init__(
@@ -49,19 +67,26 @@ class LinkKeyPool:
         *,
         position: int = 0,
         on_consume: Callable[[int], None] | None = None,
+        window: int = DEFAULT_WINDOW,
     ) -> None:
         if type(link) is not str or not link:
             raise ParameterError("link must be a non-empty name")
         if type(position) is not int or position < 0:
             raise ParameterError(f"position must be an int >= 0, not {position!r}")
+        if type(window) is not int or not 0 <= window <= MAX_WINDOW:
+            raise ParameterError(f"window must be an int in 0..{MAX_WINDOW}, not {window!r}")
         self.link = link
+        self.window = window
         self._position = position
+        self._high = position  # end of the furthest material handed out
+        self._used: list[tuple[int, int]] = []  # handed-out ranges in [position, high), sorted, disjoint
+        self._used_bytes = 0
         self._buf = bytearray()
         self._head = 0  # index in _buf of the byte at self._position
         self._lock = threading.Lock()
         self._on_consume = on_consume
         self.discarded = 0
-        """Bytes skipped by ``take_at`` (lost messages): zeroed, never handed out."""
+        """Bytes dropped unused (lost messages, skips): zeroed, never handed out."""
         self.add(material)
 
     def __repr__(self) -> str:
@@ -69,13 +94,18 @@ class LinkKeyPool:
 
     @property
     def position(self) -> int:
-        """Key ID of the next byte the pool holds."""
+        """Key ID of the first byte the pool holds (the back of the reordering window)."""
         return self._position
 
     @property
+    def high(self) -> int:
+        """Key ID just after the furthest material handed out (what ``on_consume`` was last given)."""
+        return self._high
+
+    @property
     def available(self) -> int:
-        """Bytes of key material left."""
-        return len(self._buf) - self._head
+        """Bytes of key material held and not handed out."""
+        return len(self._buf) - self._head - self._used_bytes
 
     def add(self, material: Any) -> None:
         """Append newly delivered key material (copied; the caller may wipe its own copy)."""
@@ -89,24 +119,40 @@ class LinkKeyPool:
         """Sender side: the next ``nbytes`` and their key ID. The caller wipes the returned buffer after use."""
         self._check_size(nbytes)
         with self._lock:
-            return self._position, self._take_locked(self._position, nbytes)
+            key_id = self._high
+            self._check_held(key_id, nbytes)
+            return key_id, self._consume_locked(key_id, nbytes)
 
-    def take_at(self, key_id: int, nbytes: int) -> bytearray:
-        """Receiver side: the ``nbytes`` at ``key_id``, which the peer took with ``take``.
+    def take_at(self, key_id: int, nbytes: int, verify: Callable[[memoryview], object]) -> bytearray:
+        """Receiver side: the ``nbytes`` at ``key_id``, which the peer took with ``take``, if ``verify`` passes.
 
-        Material between the pool's position and ``key_id`` (messages that never
-        arrived) is discarded. A ``key_id`` behind the position raises ``KeyReuseError``.
+        ``verify(material)`` is called with a read-only view of the material at ``key_id``
+        and raises if the message does not authenticate under it; then nothing is consumed,
+        discarded or persisted and its exception propagates. Only material that passed is
+        handed out (and zeroed in the pool). Errors: ``KeyReuseError`` for a key ID behind
+        the window or a range already handed out (a replay), ``KeyPoolExhaustedError`` for
+        material the pool does not hold (yet). Both leave the pool as it was.
         """
         self._check_size(nbytes)
         if type(key_id) is not int or key_id < 0:
             raise ParameterError(f"key_id must be an int >= 0, not {key_id!r}")
+        if not callable(verify):
+            raise ParameterError("verify must be callable: material is handed out only to an authenticated message")
         with self._lock:
             if key_id < self._position:
                 raise KeyReuseError(
-                    f"link {self.link}: key ID {key_id} is behind position {self._position}; "
-                    "that material was already used (a replayed or reordered message)"
+                    f"link {self.link}: key ID {key_id} is behind the window at {self._position}; "
+                    "that material was already used or discarded (a replayed or late message)"
                 )
-            return self._take_locked(key_id, nbytes)
+            self._check_held(key_id, nbytes)
+            if key_id < self._high and self._overlaps(key_id, key_id + nbytes):
+                raise KeyReuseError(
+                    f"link {self.link}: key ID {key_id} ({nbytes} bytes) was already handed out (a replayed message)"
+                )
+            start = self._head + key_id - self._position
+            with memoryview(self._buf) as whole, whole[start : start + nbytes].toreadonly() as material:
+                verify(material)
+            return self._consume_locked(key_id, nbytes)
 
     def skip_to(self, key_id: int) -> int:
         """Sender side: discard the material before ``key_id`` (the receiver resumed there after a restart).
@@ -117,28 +163,28 @@ class LinkKeyPool:
         if type(key_id) is not int or key_id < 0:
             raise ParameterError(f"key_id must be an int >= 0, not {key_id!r}")
         with self._lock:
-            skip = key_id - self._position
-            if skip <= 0:
+            if key_id <= self._position:
                 return 0
-            end = self._head + skip
-            if end > len(self._buf):
+            if key_id - self._position > len(self._buf) - self._head:
                 raise KeyPoolExhaustedError(
                     f"link {self.link}: cannot skip to key ID {key_id}; "
-                    f"the pool holds key up to {self._position + self.available}"
+                    f"the pool holds key up to {self._position + len(self._buf) - self._head}"
                 )
-            self._buf[self._head : end] = bytes(skip)
-            self._head = end
-            self._position = key_id
-            self.discarded += skip
+            before = self.discarded
+            self._high = max(self._high, key_id)
+            self._slide_to(key_id)
             if self._on_consume is not None:
-                self._on_consume(key_id)
-            return skip
+                self._on_consume(self._high)
+            return self.discarded - before
 
     def wipe(self) -> None:
         """Zero and drop all remaining material."""
         with self._lock:
             wipe(self._buf)
             self._position += len(self._buf) - self._head
+            self._high = self._position
+            self._used.clear()
+            self._used_bytes = 0
             self._buf = bytearray()
             self._head = 0
 
@@ -146,27 +192,63 @@ class LinkKeyPool:
         if type(nbytes) is not int or nbytes < 1:
             raise ParameterError(f"nbytes must be an int >= 1, not {nbytes!r}")
 
-    def _take_locked(self, key_id: int, nbytes: int) -> bytearray:
-        skip = key_id - self._position
-        end = self._head + skip + nbytes
-        if end > len(self._buf):
+    def _check_held(self, key_id: int, nbytes: int) -> None:
+        if key_id + nbytes > self._position + len(self._buf) - self._head:
+            end = self._position + len(self._buf) - self._head
             raise KeyPoolExhaustedError(
                 f"link {self.link}: {nbytes} bytes of key at key ID {key_id} requested, "
-                f"{self.available} available from key ID {self._position}; wait for more key or fail the session"
+                f"{max(0, end - key_id)} available from there (the pool holds key IDs up to {end}); "
+                "wait for more key or fail the session"
             )
-        out = self._buf[self._head + skip : end]
-        self._buf[self._head : end] = bytes(end - self._head)  # same length: zeroed in place
-        new_position = key_id + nbytes
-        self.discarded += skip
-        self._head = end
-        self._position = new_position
-        if self._on_consume is not None:
+
+    def _overlaps(self, start: int, end: int) -> bool:
+        used = self._used
+        i = bisect.bisect_right(used, (start, float("inf")))
+        if i and used[i - 1][1] > start:
+            return True
+        return i < len(used) and used[i][0] < end
+
+    def _consume_locked(self, key_id: int, nbytes: int) -> bytearray:
+        """Hand out ``[key_id, key_id + nbytes)`` (held, not used): copy, zero, record, slide the window."""
+        start = self._head + key_id - self._position
+        end = key_id + nbytes
+        out = self._buf[start : start + nbytes]
+        self._buf[start : start + nbytes] = bytes(nbytes)  # same length: zeroed in place
+        bisect.insort(self._used, (key_id, end))
+        self._used_bytes += nbytes
+        moved = end > self._high
+        if moved:
+            self._high = end
+        self._slide_to(self._high - self.window)
+        if moved and self._on_consume is not None:
             try:
-                self._on_consume(new_position)
+                self._on_consume(end)
             except BaseException:
                 wipe(out)
                 raise
         return out
+
+    def _slide_to(self, low: int) -> None:
+        """Move the window's back to ``low``, or past the handed-out ranges there; zero what it passes."""
+        used = self._used
+        position = self._position
+        while True:
+            if used and used[0][0] <= max(position, low):
+                first, last = used.pop(0)
+                self._used_bytes -= last - first
+                if first > position:
+                    self.discarded += first - position
+                position = max(position, last)
+            elif low > position:
+                self.discarded += low - position
+                position = low
+            else:
+                break
+        if position != self._position:
+            end = self._head + position - self._position
+            self._buf[self._head : end] = bytes(end - self._head)
+            self._head = end
+            self._position = position
 
     def _compact(self) -> None:
         del self._buf[: self._head]

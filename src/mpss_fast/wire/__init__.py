@@ -24,7 +24,15 @@ from .address import address
 from .checksum import udp_checksum, udp_checksum_ok
 from .doh import Doh, encode_doh, parse_doh
 from .option import FIELD_CODES, OPTION_DATA_LEN, OPTION_LEN, OPTION_TYPE, VERSION, MpssOption
-from .packet import Packet, advance_packet, encode_packet, forward_packet, parse_packet, segment_endpoint
+from .packet import (
+    Packet,
+    advance_packet,
+    encode_packet,
+    forward_packet,
+    parse_packet,
+    route_bytes,
+    segment_endpoint,
+)
 from .srh import Srh, advance, encode_srh, parse_srh
 from .tlv import Tlv
 
@@ -62,6 +70,7 @@ __all__ = [
     "parse_doh",
     "parse_packet",
     "parse_srh",
+    "route_bytes",
     "segment_endpoint",
     "udp_checksum",
     "udp_checksum_ok",

@@ -1,4 +1,4 @@
-"""The MPSS Destination Option (version 1): share metadata plus the per-hop key ID and tag.
+"""The MPSS Destination Option (version 2): share metadata plus the per-hop key ID and tag.
 
 Layout of the option TLV (54 octets, alignment 8n+2; see docs/wire-format.md)::
 
@@ -19,11 +19,12 @@ from ._construct import trusted_constructor
 OPTION_TYPE = 0x7E
 """Default option type: RFC 4727 experimental, act=01 (discard if not understood), chg=1 (changes en route)."""
 
-VERSION = 1
-"""The option format version written and understood."""
+VERSION = 2
+"""The option format version written and understood. Version 2 has version 1's layout; its hop tag also
+covers the packet's routing fields (see docs/wire-format.md), so a version 1 peer cannot interoperate."""
 
 OPTION_DATA_LEN = 52
-"""Opt Data Len of a version 1 option."""
+"""Opt Data Len of a version 2 option."""
 
 OPTION_LEN = 2 + OPTION_DATA_LEN
 """Octets of the whole option TLV (type, length, data)."""
@@ -209,7 +210,7 @@ def decode_data(buf: bytes, start: int, length: int) -> MpssOption:
 def from_fields(
     vf: int, k: int, n: int, x: int, path_id: int, share_len: int, reserved: int, sid: bytes, hop: int, tag: bytes
 ) -> MpssOption:
-    """The option from its unpacked version 1 data fields (Ver already checked)."""
+    """The option from its unpacked data fields (Ver already checked)."""
     poly = CODE_FIELDS.get(vf & 0x0F)
     if poly is not None and not reserved and 2 <= k <= n and x and share_len:
         # the other fields cannot be out of range: their sizes on the wire bound them

@@ -60,6 +60,8 @@ _IPV6_DOH = struct.Struct("!IHBB16s16sBB")
 _UDP = struct.Struct("!HHHH")
 _HEAD = struct.Struct("!IHBB16s16s" + "BBBBBBBBIHH16sQ16s" + "BBBBBBH")
 """IPv6 header, a 56-octet Destination Options header holding only the MPSS option, the SRH's fixed part."""
+_ROUTE_HEAD = struct.Struct("!16sBBBH")
+"""What the hop tag covers before the segment list: Source Address, Segments Left, Last Entry, Flags, Tag."""
 _DA_OFFSET = 24
 _ODD_PAD = (b"", b"\x00")
 
@@ -121,6 +123,19 @@ def _check_fields(pkt: Packet) -> None:
             raise InputTypeError(f"{name} must be an int, not {type(value).__name__}")
         if not 0 <= value <= top:
             raise BadFieldError(f"{name} must be in 0..{top}, not {value}")
+
+
+def route_bytes(src: bytes, srh: Srh) -> bytes:
+    """The routing fields a hop tag covers (option version 2), in this order: the IPv6 Source Address
+    (16 octets), the SRH's Segments Left, Last Entry, Flags (1 octet each) and Tag (2 octets), then the
+    segment list in wire order (16 octets each). See docs/wire-format.md.
+
+    A relay acts on exactly these: the previous and next segments, the source the key is
+    filed under, the path the destination checks. SRH TLVs, Hop Limit, Traffic Class and
+    Flow Label are not covered and not acted on.
+    """
+    segments = srh.segments
+    return _ROUTE_HEAD.pack(src, srh.segments_left, len(segments) - 1, srh.flags, srh.tag) + b"".join(segments)
 
 
 def encode_packet(pkt: Packet, *, option_type: int = OPTION_TYPE) -> bytes:
