@@ -12,14 +12,21 @@ Two promises survive a crash (``kill -9``, power loss) at any instant:
   told "already delivered", not "unknown".
 
 Consumed link material is deleted from the database in the recording transaction, with
-``PRAGMA secure_delete=ON`` so SQLite zeroes the freed space. See ``docs/node-store.md``
-for the schema, the argument step by step and what is not guaranteed.
+``PRAGMA secure_delete=ON`` so SQLite zeroes the freed space.
+
+The files hold key material in the clear, so they are the owner's alone: the directory is
+created 0700, the database and its ``-lock`` file 0600 before SQLite opens them (SQLite
+gives ``-wal`` and ``-shm`` the database's mode), whatever the umask; a store whose
+directory or files group or others may use is refused (``StorePermissionError``). See
+``docs/node-store.md`` for the schema, the argument step by step and what is not guaranteed.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -36,6 +43,7 @@ from ..exceptions import (
     StoreClosedError,
     StoreError,
     StoreLockedError,
+    StorePermissionError,
     StoreVersionError,
     UnknownLinkError,
 )
@@ -111,6 +119,81 @@ else:  # pragma: no cover - the node daemon runs on Linux; Windows gets no exclu
 
     def _lock_file(fd: int) -> bool:
         return True
+
+
+_PRIVATE_MODES = os.name == "posix"
+"""Whether the store checks and sets permission bits (Windows has none to check)."""
+
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+"""Files SQLite keeps next to the database; each may hold key material."""
+
+
+def _refusal(path: str, mode: int, *, directory: bool) -> StorePermissionError:
+    """The one-line error for a store directory or file that group or others may use."""
+    what = "directory" if directory else "file"
+    if directory and mode & stat.S_ISVTX:  # a shared directory like /tmp: chmod would break it
+        fix = "keep the store in a directory of its own, made with mkdir -m 700"
+    else:
+        fix = f"run chmod {'700' if directory else '600'} {shlex.quote(path)}"
+    return StorePermissionError(
+        f"node store {what} {path} is open to group or others (mode {mode:04o}) and would expose key material: {fix}"
+    )
+
+
+def _check_private(path: str, *, directory: bool) -> None:
+    """Refuse ``path`` if it exists and group or others have any permission on it."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot check node store {path}: {exc.strerror or exc}") from exc
+    if mode & 0o077:
+        raise _refusal(path, mode, directory=directory)
+
+
+def _prepare_location(path: str) -> str:
+    """Create the store's directory (0700) if missing, then refuse a directory or file open to others.
+
+    Returns the database's real path (SQLite resolves symbolic links and keeps ``-wal``
+    and ``-shm`` next to the real file). Nothing is created if a check fails.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create the node store directory {directory}: {exc.strerror or exc}") from exc
+    else:
+        os.chmod(directory, 0o700)  # exactly 0700, whatever the umask took away
+    real = os.path.realpath(path)
+    for folder in dict.fromkeys((directory, os.path.dirname(real))):
+        _check_private(folder, directory=True)
+    for name in dict.fromkeys((path + "-lock", real, *(real + suffix for suffix in _SIDE_FILES))):
+        _check_private(name, directory=False)
+    return real
+
+
+def _open_private(path: str) -> int:
+    """Open ``path`` read-write, creating it 0600 if missing; refuse it if group or others may use it."""
+    flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+    try:
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            fd = os.open(path, flags)
+        else:
+            if _PRIVATE_MODES:
+                os.fchmod(fd, 0o600)  # the umask may have taken the owner's bits; never adds others'
+    except OSError as exc:
+        raise StoreError(f"cannot open node store file {path}: {exc.strerror or exc}") from exc
+    if _PRIVATE_MODES:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:  # changed since the check
+            os.close(fd)
+            raise _refusal(path, mode, directory=False)
+    return fd
 
 
 def _stream_end(conn: sqlite3.Connection, link: str) -> int:
@@ -190,7 +273,9 @@ class NodeStore:
 
     ``NodeStore(path)`` opens or creates the database; one store at a time may hold it
     (a second raises ``StoreLockedError``; the lock is a ``flock`` on ``<path>-lock``,
-    released by the kernel when the process dies). Thread-safe: one connection, one lock.
+    released by the kernel when the process dies). Its directory is created 0700 and its
+    files 0600; an existing directory or file open to group or others raises
+    ``StorePermissionError``. Thread-safe: one connection, one lock.
     Use as a context manager or call ``close()``.
     """
 
@@ -207,11 +292,13 @@ class NodeStore:
         self._feed_lock = threading.Lock()  # orders add_key and pool(): taken before the others
         self._pools: dict[str, LinkKeyPool] = {}
         self._closed = False
-        self._lock_fd = os.open(self.path + "-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        real = _prepare_location(self.path) if _PRIVATE_MODES else self.path
+        self._lock_fd = _open_private(self.path + "-lock")
         if not _lock_file(self._lock_fd):
             os.close(self._lock_fd)
             raise StoreLockedError(f"{self.path} is already open in another NodeStore")
         try:
+            os.close(_open_private(real))  # 0600 before SQLite creates it (and -wal, -shm with its mode)
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
             try:
                 self._configure()
