@@ -53,12 +53,14 @@ def diamond(
     transport: str = "udp",
     udp: dict[str, str] | None = None,
     tls: Callable[[str], dict[str, str]] | None = None,
+    operators: list[str] | None = None,
     k: int = 2,
     n: int | None = None,
     extra: Callable[[str], dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Configs for every node. ``peer_url(me, neighbour)``: where ``me`` reaches the neighbour's peer API;
-    ``kme_url(me, neighbour)``: the KME of that link as ``me`` reaches it."""
+    ``kme_url(me, neighbour)``: the KME of that link as ``me`` reaches it; ``tls(node)``: its ``tls``
+    section (``tests.pki.NodePki.tls_section``), else plain HTTP; ``operators``: ``peer.operators``."""
     topo = topology(paths)
     configs = {}
     for name in node_names(paths):
@@ -75,6 +77,8 @@ def diamond(
             ],
             "peer": {"listen": peer_listen(name)},
         }
+        if operators is not None:
+            cfg["peer"]["operators"] = operators
         if name in ("S", "D"):
             pairs = [{"master": MASTER, "slave": SLAVE, "master_node": "S", "slave_node": "D"}]
             cfg["api"] = {"listen": api_listen(name), "pairs": pairs}

@@ -8,7 +8,8 @@ Layout (``nodelab``: S and D joined by relays R1..R3 on three node-disjoint path
   runs the link KME (an in-process ``KmeSimBackend`` that also records what it handed out, so
   the test can check the captured ciphertexts against the real link keys) and the
   applications' ETSI 014 clients, in one asyncio loop on a thread inside that namespace;
-* every HTTP interface is mutual TLS with certificates from a test CA.
+* every HTTP interface is mutual TLS, with one test CA per role (``pki.NodePki``): nodes and the
+  operator (who reads the stats), applications, and the KME.
 
 Nodes run as real processes (``python -m mpss_fast node --config ...``), so they can be
 stopped, killed with SIGKILL and restarted.
@@ -37,13 +38,15 @@ from mpss_fast.node.etsi014_server import RunningServer
 
 from . import nodelab
 from .netns import Lab, in_netns
-from .pki import Ca
+from .pki import NodePki
 
 T = TypeVar("T")
 
 PATHS = 3
 KME_PORT, PEER_PORT, API_PORT = 8443, 7443, 9443
 NAMES = nodelab.node_names(PATHS)
+OPERATOR = "noc"
+"""The operator identity that reads the nodes' stats (``peer.operators``)."""
 LINKS = nodelab.links(PATHS)
 
 
@@ -99,7 +102,7 @@ class NodeNet:
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._server: RunningServer | None = None
-        self.ca = Ca(directory, "test-ca")
+        self.pki = NodePki(directory)
 
     # -- building -----------------------------------------------------------------------
 
@@ -124,12 +127,11 @@ class NodeNet:
             ips = [mgmt_addr(name)] + [
                 link_addrs(name, other)[0] for a, b in LINKS for other in (a, b) if name in (a, b) and other != name
             ]
-            self.tls[name] = self.ca.issue(name, server=True, ips=tuple(ips))
-        self.tls["kme"] = self.ca.issue(
-            "kme", server=True, client=False, ips=tuple(mgmt_addr(n, kme_side=True) for n in NAMES)
-        )
+            self.tls[name] = self.pki.node(name, ips=tuple(ips))
+        self.tls["kme"] = self.pki.kme(ips=tuple(mgmt_addr(n, kme_side=True) for n in NAMES))
         for app in (nodelab.MASTER, nodelab.SLAVE):
-            self.tls[app] = self.ca.issue(app)
+            self.tls[app] = self.pki.app(app)
+        self.tls[OPERATOR] = self.pki.operator(OPERATOR)
 
     def config_path(self, name: str) -> Path:
         return self.dir / f"{name}.json"
@@ -143,7 +145,8 @@ class NodeNet:
             peer_listen=lambda n: f"[::]:{PEER_PORT}",
             api_listen=lambda n: f"[{mgmt_addr(n)}]:{API_PORT}",
             transport="srv6",
-            tls=lambda n: {"cert": str(self.tls[n][0]), "key": str(self.tls[n][1]), "ca": str(self.ca.path)},
+            tls=self.pki.tls_section,  # the node certificates are issued already
+            operators=[OPERATOR],
             extra=lambda n: {"keys": self.keys, "testing": {"tamper": n == tamper}},
         )
         for name, cfg in configs.items():
@@ -177,7 +180,10 @@ class NodeNet:
 
     async def _start_kme(self) -> None:
         cert, key = self.tls["kme"]
-        self._server = await kme_sim.start(self.kme, "::", KME_PORT, cert=str(cert), key=str(key), ca=str(self.ca.path))
+        # the KME's SAEs are the nodes: it trusts the node CA
+        self._server = await kme_sim.start(
+            self.kme, "::", KME_PORT, cert=str(cert), key=str(key), ca=str(self.pki.nodes.path)
+        )
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         """Run a coroutine on the loop inside the kme namespace and wait for it."""
@@ -186,15 +192,15 @@ class NodeNet:
     def app(self, node: str, sae: str, *, timeout: float = 10) -> Etsi014Client:
         """An ETSI 014 client of ``node``'s API for application ``sae`` (use inside :meth:`call`)."""
         cert, key = self.tls[sae]
-        ctx = ssl_client_context(cert, key, self.ca.path)
+        ctx = ssl_client_context(cert, key, self.pki.nodes.path)  # the node's server certificate
         return Etsi014Client(f"https://[{mgmt_addr(node)}]:{API_PORT}", ssl_context=ctx, timeout=timeout)
 
     async def stats(self, node: str) -> dict[str, Any]:
-        """The node's counters from its peer API (over the management link)."""
+        """The node's counters from its peer API (over the management link), read as the operator."""
         import aiohttp
 
-        cert, key = self.tls[nodelab.MASTER]
-        ctx = ssl_client_context(cert, key, self.ca.path)
+        cert, key = self.tls[OPERATOR]
+        ctx = ssl_client_context(cert, key, self.pki.nodes.path)
         ctx.check_hostname = False  # the peer API listens on every address; the CA is ours
         async with aiohttp.ClientSession() as session:
             url = f"https://[{mgmt_addr(node)}]:{PEER_PORT}/mpss/v1/node/stats"

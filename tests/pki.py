@@ -1,4 +1,8 @@
-"""A throwaway certificate authority for tests of the mutual-TLS interfaces (``cryptography``)."""
+"""Throwaway certificate authorities for tests of the mutual-TLS interfaces (``cryptography``).
+
+:class:`Ca` is one CA; :class:`NodePki` is the set a node trusts, one CA per role
+(``docs/node.md``): nodes and operators, applications, and the link KMEs.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+def _name(*cns: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn) for cn in cns])
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
@@ -45,15 +49,22 @@ class Ca:
         self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(
-        self, cn: str, *, server: bool = False, client: bool = True, ips: tuple[str, ...] = ("127.0.0.1",)
+        self,
+        cn: str,
+        *,
+        server: bool = False,
+        client: bool = True,
+        ips: tuple[str, ...] = ("127.0.0.1",),
+        more_cns: tuple[str, ...] = (),
     ) -> tuple[Path, Path]:
         """A certificate with CN ``cn`` and its key; ``server``: TLS server use with ``ips`` (and localhost) as
-        subject alternative names; ``client``: TLS client use. Returns (cert path, key path)."""
+        subject alternative names; ``client``: TLS client use; ``more_cns``: further CN attributes after
+        ``cn`` in the subject (a certificate a node must refuse). Returns (cert path, key path)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(cn))
+            .subject_name(_name(cn, *more_cns))
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -71,8 +82,55 @@ class Ca:
             usages.append(x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
-        stem = self.dir / f"{self.path.stem}-{cn}"
+        stem = self.dir / "-".join((self.path.stem, cn, *more_cns))
         cert_path, key_path = stem.with_suffix(".crt"), stem.with_suffix(".key")
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(key_path, key)
         return cert_path, key_path
+
+
+class NodePki:
+    """One CA per role, as a node's ``tls`` section names them: ``nodes`` signs node and operator
+    certificates (``tls.node_ca``), ``apps`` the applications' (``tls.app_ca``), ``kmes`` the link
+    KMEs' server certificates (``tls.kme_ca``). Certificates are issued on first use and kept."""
+
+    def __init__(self, directory: Path) -> None:
+        self.nodes = Ca(directory, "node-ca")
+        self.apps = Ca(directory, "app-ca")
+        self.kmes = Ca(directory, "kme-ca")
+        self._issued: dict[str, tuple[Path, Path]] = {}
+
+    def node(self, name: str, ips: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Path, Path]:
+        """Node ``name``'s certificate (TLS server and client; CN = the node's name) and key."""
+        if name not in self._issued:
+            self._issued[name] = self.nodes.issue(name, server=True, ips=ips)
+        return self._issued[name]
+
+    def operator(self, name: str) -> tuple[Path, Path]:
+        """An operator's client certificate (signed by the node CA; listed in ``peer.operators``)."""
+        if name not in self._issued:
+            self._issued[name] = self.nodes.issue(name)
+        return self._issued[name]
+
+    def app(self, sae: str) -> tuple[Path, Path]:
+        """An application's client certificate (CN = its SAE ID), signed by the application CA."""
+        if sae not in self._issued:
+            self._issued[sae] = self.apps.issue(sae)
+        return self._issued[sae]
+
+    def kme(self, ips: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Path, Path]:
+        """The link KMEs' server certificate, signed by the KME CA."""
+        if "kme" not in self._issued:
+            self._issued["kme"] = self.kmes.issue("kme", server=True, client=False, ips=ips)
+        return self._issued["kme"]
+
+    def tls_section(self, name: str, ips: tuple[str, ...] = ("127.0.0.1",)) -> dict[str, str]:
+        """Node ``name``'s ``tls`` configuration section (its certificate is issued if need be)."""
+        cert, key = self.node(name, ips)
+        return {
+            "cert": str(cert),
+            "key": str(key),
+            "node_ca": str(self.nodes.path),
+            "app_ca": str(self.apps.path),
+            "kme_ca": str(self.kmes.path),
+        }

@@ -53,6 +53,8 @@ from . import nodelab  # noqa: E402
 from .pki import Ca  # noqa: E402
 
 NODES = nodelab.node_names(3)
+OPERATOR = "noc"
+"""An operator's identity: may read a node's stats (``peer.operators``)."""
 
 
 def _closed_port() -> int:
@@ -188,7 +190,7 @@ def test_load_config_reads_json_and_the_same_config_as_toml(tmp_path: Path) -> N
 def test_relative_paths_are_taken_from_the_config_files_directory(tmp_path: Path) -> None:
     raw = _lab()["R2"]
     del raw["plain_http"]
-    raw["tls"] = {"cert": "pki/R2.crt", "key": "../keys/R2.key", "ca": "/etc/mpss/ca.pem"}
+    raw["tls"] = {"cert": "pki/R2.crt", "key": "../keys/R2.key", "node_ca": "/etc/mpss/node-ca.pem"}
     for link in raw["links"]:  # with TLS every URL is https
         link["peer_url"] = link["peer_url"].replace("http://", "https://")
         link["kme_url"] = link["kme_url"].replace("http://", "https://")
@@ -201,10 +203,12 @@ def test_relative_paths_are_taken_from_the_config_files_directory(tmp_path: Path
     cfg = load_config(conf / "R2.json")
     assert cfg.db == conf / "R2.db"
     assert cfg.tls is not None and not cfg.plain_http
-    assert (cfg.tls.cert, cfg.tls.key, cfg.tls.ca) == (
+    assert (cfg.tls.cert, cfg.tls.key, cfg.tls.node_ca, cfg.tls.app_ca, cfg.tls.kme_ca) == (
         conf / "pki" / "R2.crt",
         conf / "../keys/R2.key",
-        Path("/etc/mpss/ca.pem"),
+        Path("/etc/mpss/node-ca.pem"),
+        None,  # a relay serves no applications
+        Path("/etc/mpss/node-ca.pem"),  # the KMEs' CA defaults to the node CA
     )
     assert cfg.sid == nodelab.sid("R2") and set(cfg.topology.nodes) == set(NODES)
     # the topology file is looked for next to the configuration, not in the working directory
@@ -244,7 +248,7 @@ def test_unreadable_files_are_refused_naming_the_file(tmp_path: Path) -> None:
 
 def _tls(cfg: dict[str, Any]) -> None:
     del cfg["plain_http"]
-    cfg["tls"] = {"cert": "S.crt", "key": "S.key", "ca": "ca.pem"}
+    cfg["tls"] = {"cert": "S.crt", "key": "S.key", "node_ca": "node-ca.pem", "app_ca": "app-ca.pem"}
 
 
 def _pair(**kw: str) -> dict[str, str]:
@@ -290,14 +294,15 @@ _BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     # unknown keys, in every section
     ("top", _set("colour", "blue"), r"^config: unknown key\(s\) colour \(allowed: api, db, destination"),
     ("links", _set("links.0.kme", "x"), r"^links\[0\]: unknown key\(s\) kme \(allowed: kme_url, neighbour,"),
-    ("peer", _set("peer.port", 1), r"^peer: unknown key\(s\) port \(allowed: listen\)"),
+    ("peer", _set("peer.port", 1), r"^peer: unknown key\(s\) port \(allowed: listen, operators\)"),
     ("api", _set("api.pair", []), r"^api: unknown key\(s\) pair \(allowed: listen, pairs\)"),
     ("api.pairs", _set("api.pairs.0.key", 1), r"^api\.pairs\[0\]: unknown key\(s\) key \(allowed: master,"),
     ("keys", _set("keys.lease", 1), r"^keys: unknown key\(s\) lease \(allowed: batch, key_bits, lease_bytes,"),
     ("destination", _set("destination.wait_s", 1), r"^destination: unknown key\(s\) wait_s \(allowed: collect_s"),
     ("testing", _set("testing.evil", True), r"^testing: unknown key\(s\) evil \(allowed: tamper\)"),
     ("udp", _set("udp.R9", "127.0.0.1:1"), r"^udp: unknown key\(s\) R9 \(allowed: D, R1, R2, R3, S\)"),
-    ("tls", _both(_tls, _set("tls.pass", "x")), r"^tls: unknown key\(s\) pass \(allowed: ca, cert, key\)"),
+    ("tls", _both(_tls, _set("tls.pass", "x")), r"^tls: unknown key\(s\) pass \(allowed: app_ca, cert, key, kme_ca,"),
+    ("tls.ca of old", _both(_tls, _set("tls.ca", "ca.pem")), r"^tls\.ca is no longer accepted: .* tls\.node_ca "),
     ("topology", _set("topology.extra", 1), r"^topology: unknown top-level key\(s\) 'extra'"),
     # missing keys
     *[
@@ -309,7 +314,8 @@ _BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         for key in ("neighbour", "peer_url", "kme_url")
     ],
     ("missing peer.listen", _set("peer", {}), r"^peer: missing key\(s\) listen$"),
-    ("missing tls.ca", _both(_tls, _drop("tls.ca")), r"^tls: missing key\(s\) ca$"),
+    ("missing tls.node_ca", _both(_tls, _drop("tls.node_ca")), r"^tls: missing key\(s\) node_ca$"),
+    ("missing tls.app_ca", _both(_tls, _drop("tls.app_ca")), r"^tls\.app_ca is required at a node serving appl"),
     ("missing pair end", _drop("api.pairs.0.slave_node"), r"^api\.pairs\[0\]: missing key\(s\) slave_node$"),
     # sections of the wrong type
     ("config list", lambda cfg: cfg.clear(), r"^config: missing key\(s\) node, db"),
@@ -339,8 +345,8 @@ _BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("tun empty", _set("tun", ""), r"^tun must be a non-empty string"),
     # TLS
     ("tls and plain", _both(_tls, _set("plain_http", True)), r"^plain_http = true and a tls section exclude"),
-    ("neither", _drop("plain_http"), r"^a tls section \(cert, key, ca\) is required; plain_http = true is for"),
-    ("plain false", _set("plain_http", False), r"^a tls section \(cert, key, ca\) is required"),
+    ("neither", _drop("plain_http"), r"^a tls section \(cert, key, node_ca, app_ca\) is required; plain_http = "),
+    ("plain false", _set("plain_http", False), r"^a tls section \(cert, key, node_ca, app_ca\) is required"),
     ("plain string", _set("plain_http", "yes"), r"^plain_http must be true or false, not 'yes'"),
     ("tls.cert empty", _both(_tls, _set("tls.cert", "")), r"^tls\.cert must be a non-empty string"),
     # links
@@ -747,7 +753,7 @@ def peer_pki(tmp_path_factory: pytest.TempPathFactory) -> PeerPki:
     return PeerPki(
         ca=ca.path,
         server=ca.issue("B", server=True, client=True),
-        nodes={cn: ca.issue(cn) for cn in ("A", "C")},
+        nodes={cn: ca.issue(cn) for cn in ("A", "C", OPERATOR)},  # A: B's neighbour; C: not one
     )
 
 
@@ -783,7 +789,8 @@ async def _peer_b(tmp_path: Path, pki: PeerPki | None) -> AsyncIterator[PeerB]:
     def stats() -> dict[str, Any]:
         return {"node": "B", "links": store.links()}
 
-    app = make_peer_app({"A": LinkKeyReceiver(store, "A>B", kme_client, "A")}, stats, skip, plain_http=pki is None)
+    receivers = {"A": LinkKeyReceiver(store, "A>B", kme_client, "A")}
+    app = make_peer_app(receivers, stats, skip, plain_http=pki is None, operators=[OPERATOR])
     ctx = None if pki is None else ssl_server_context(pki.server[0], pki.server[1], pki.ca)
     server = await start_server(app, "127.0.0.1", 0, ssl_context=ctx)
     scheme = "http" if pki is None else "https"
@@ -856,19 +863,19 @@ def test_announcements_from_anyone_but_the_neighbour_are_refused(tmp_path: Path,
             url = f"{b.url}{PEER_PREFIX}/links/A/keys"
             as_c: dict[str, Any] = {"node": "C"} if tls_mode is None else {"ctx": tls_mode.ctx("C"), "node": "A"}
             status, answer = await _raw("POST", url, body=body, **as_c)  # with TLS the header counts for nothing
-            assert (status, answer) == (401, {"message": "only node A may announce key for its link to this node"})
+            assert (status, answer) == (403, {"message": "node C is not a neighbour of this node"})
             if tls_mode is None:
                 status, answer = await _raw("POST", url, body=body)  # no X-MPSS-Node header
                 assert status == 401
             else:  # a client certificate whose CN is C, in a client that claims to be A
                 c_as_a = _peer(b, "A", tls_mode, cert="C")
                 try:
-                    with pytest.raises(Etsi014Error, match=r"refused keys: HTTP 401: only node A may announce"):
+                    with pytest.raises(Etsi014Error, match=r"refused keys: HTTP 403: node C is not a neighbour"):
                         await c_as_a.announce(0, [uuid.UUID(i) for i in ids])
                 finally:
                     await c_as_a.close()
             status, answer = await _raw("POST", f"{b.url}{PEER_PREFIX}/links/C/keys", body=body, **as_c)
-            assert (status, answer) == (404, {"message": "no link from C to this node"})
+            assert (status, answer) == (403, {"message": "node C is not a neighbour of this node"})
             assert b.store.stream_end("A>B") == 0  # nothing was fetched for B
             assert len(await b.kme.dec_keys("B", "A", [uuid.UUID(i) for i in ids])) == 2
 
@@ -937,10 +944,9 @@ def test_position_reports_by_others_or_beyond_the_pool_are_refused(tmp_path: Pat
             url = f"{b.url}{PEER_PREFIX}/links/A/position"
             as_c: dict[str, Any] = {"node": "C"} if tls_mode is None else {"ctx": tls_mode.ctx("C"), "node": "A"}
             status, answer = await _raw("POST", url, body={"position": 500}, **as_c)
-            assert status == 401
-            assert answer == {"message": "only node A may report its position on its link from this node"}
+            assert (status, answer) == (403, {"message": "node C is not a neighbour of this node"})
             status, answer = await _raw("POST", f"{b.url}{PEER_PREFIX}/links/C/position", body={"position": 5}, **as_c)
-            assert (status, answer) == (404, {"message": "no link from this node to C"})
+            assert (status, answer) == (403, {"message": "node C is not a neighbour of this node"})
             assert b.outgoing.position == 0
 
             a = _peer(b, "A", tls_mode)
@@ -955,13 +961,19 @@ def test_position_reports_by_others_or_beyond_the_pool_are_refused(tmp_path: Pat
     asyncio.run(main())
 
 
-def test_stats_need_a_client_identity(tmp_path: Path, tls_mode: PeerPki | None) -> None:
+def test_stats_are_for_operators_only(tmp_path: Path, tls_mode: PeerPki | None) -> None:
     async def main() -> None:
         async with _peer_b(tmp_path, tls_mode) as b:
             url = f"{b.url}{PEER_PREFIX}/node/stats"
-            who: dict[str, Any] = {"node": "A"} if tls_mode is None else {"ctx": tls_mode.ctx("C")}
-            status, answer = await _raw("GET", url, **who)
+
+            def who(name: str) -> dict[str, Any]:
+                return {"node": name} if tls_mode is None else {"ctx": tls_mode.ctx(name)}
+
+            status, answer = await _raw("GET", url, **who(OPERATOR))
             assert status == 200 and answer["node"] == "B" and answer["links"]["B>A"] == [0, 1000]
+            for name in ("A", "C"):  # the neighbour, and a node that is not one
+                refused = {"message": f"{name} is not an operator of this node (peer.operators)"}
+                assert await _raw("GET", url, **who(name)) == (403, refused)
             if tls_mode is None:
                 assert await _raw("GET", url) == (401, {"message": "no client certificate (mutual TLS is required)"})
                 return
@@ -980,9 +992,9 @@ def test_peer_client_errors_say_what_happened(tmp_path: Path) -> None:
             c = PeerClient(b.url, "C", ssl_context=None, timeout=5)
             nowhere = PeerClient(f"http://127.0.0.1:{_closed_port()}/", "A", ssl_context=None, timeout=5)
             try:
-                with pytest.raises(Etsi014Error, match=r"refused keys: HTTP 404: no link from C to this node"):
+                with pytest.raises(Etsi014Error, match=r"refused keys: HTTP 403: node C is not a neighbour of this"):
                     await c.announce(0, [uuid.uuid4()])
-                with pytest.raises(Etsi014Error, match=r"refused position: HTTP 404: no link from this node to C"):
+                with pytest.raises(Etsi014Error, match=r"refused position: HTTP 403: node C is not a neighbour of"):
                     await c.report_position(1)
                 with pytest.raises(Etsi014Error, match=r"neighbour http://127\.0\.0\.1:\d+ did not answer: "):
                     await nowhere.announce(0, [uuid.uuid4()])

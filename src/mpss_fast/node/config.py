@@ -31,11 +31,19 @@ TRANSPORTS = ("srv6", "udp")
 
 @dataclass(frozen=True)
 class Tls:
-    """The node's TLS identity: its certificate (CN = node name), key, and the CA it trusts."""
+    """The node's TLS identity (its certificate, CN = node name, and key) and whom it trusts, one CA
+    per role (``docs/node.md``, "Roles"): a certificate's role is told by the CA that signed it."""
 
     cert: Path
     key: Path
-    ca: Path
+    node_ca: Path
+    """Signs node and operator certificates: the only CA of the peer API, and the one the node
+    checks its neighbours' peer API servers against."""
+    app_ca: Path | None
+    """Signs application certificates: the only CA of the ETSI 014 server (``None`` at a node
+    without applications)."""
+    kme_ca: Path
+    """Signs the link KMEs' server certificates (default: ``node_ca``)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,8 @@ class NodeConfig:
     api_listen: tuple[str, int] | None
     """Where the ETSI 014 server listens; ``None`` at a node without applications (a pure relay)."""
     pairs: tuple[AppPair, ...]
+    operators: frozenset[str] = frozenset()
+    """Identities (certificate CNs, signed by ``tls.node_ca``) that may read the stats on the peer API."""
     lease_bytes: int = 65536
     key_batch: int = 32
     key_bits: int = 8192
@@ -175,6 +185,50 @@ def _topology(value: Any, base: Path) -> Topology:
         raise NodeConfigError(f"topology: {exc}") from None
 
 
+_TLS_KEYS = {"cert", "key", "node_ca", "app_ca", "kme_ca"}
+
+
+def _tls(section: Any, base: Path) -> Tls:
+    if isinstance(section, dict) and "ca" in section:
+        raise NodeConfigError(
+            "tls.ca is no longer accepted: nodes and applications are trusted through separate CAs; set "
+            "tls.node_ca (signs nodes and operators) and tls.app_ca (signs applications) instead (docs/node.md)"
+        )
+    section = _keys(section, "tls", _TLS_KEYS, ("cert", "key", "node_ca"))
+    paths = {name: _path(section[name], f"tls.{name}", base) for name in sorted(section)}
+    for other in ("node_ca", "kme_ca"):
+        if "app_ca" in paths and other in paths and paths["app_ca"] == paths[other]:
+            raise NodeConfigError(
+                f"tls.{other} and tls.app_ca must be different CA files: an application's certificate must not "
+                f"pass for a {'node' if other == 'node_ca' else 'KME'}'s"
+            )
+    return Tls(
+        cert=paths["cert"],
+        key=paths["key"],
+        node_ca=paths["node_ca"],
+        app_ca=paths.get("app_ca"),
+        kme_ca=paths.get("kme_ca", paths["node_ca"]),
+    )
+
+
+def _operators(value: Any, topology: Topology) -> frozenset[str]:
+    if not isinstance(value, list):
+        raise NodeConfigError(
+            f"peer.operators must be a list of certificate identities (CNs), not {type(value).__name__}"
+        )
+    names: set[str] = set()
+    for i, item in enumerate(value):
+        name = _str(item, f"peer.operators[{i}]")
+        if name in topology.nodes:
+            raise NodeConfigError(
+                f"peer.operators: {name!r} is a node of the topology; an operator's identity must not be a node's"
+            )
+        if name in names:
+            raise NodeConfigError(f"peer.operators: {name!r} is listed twice")
+        names.add(name)
+    return frozenset(names)
+
+
 def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
     """A :class:`NodeConfig` from parsed JSON/TOML data; relative paths are taken from ``base``."""
     cfg = _keys(data, "config", _TOP, _REQUIRED)
@@ -208,10 +262,15 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
     if "tls" in cfg:
         if plain:
             raise NodeConfigError("plain_http = true and a tls section exclude each other")
-        section = _keys(cfg["tls"], "tls", {"cert", "key", "ca"}, ("cert", "key", "ca"))
-        tls = Tls(*(_path(section[name], f"tls.{name}", base) for name in ("cert", "key", "ca")))
+        tls = _tls(cfg["tls"], base)
+        if tls.app_ca is None and isinstance(cfg.get("api"), dict) and "listen" in cfg["api"]:
+            raise NodeConfigError(
+                "tls.app_ca is required at a node serving applications (api.listen): the CA of their certificates"
+            )
     elif not plain:
-        raise NodeConfigError("a tls section (cert, key, ca) is required; plain_http = true is for development only")
+        raise NodeConfigError(
+            "a tls section (cert, key, node_ca, app_ca) is required; plain_http = true is for development only"
+        )
 
     links: list[LinkConfig] = []
     if not isinstance(cfg["links"], list) or not cfg["links"]:
@@ -245,7 +304,8 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
             )
         )
 
-    peer = _keys(cfg["peer"], "peer", {"listen"}, ("listen",))
+    peer = _keys(cfg["peer"], "peer", {"listen", "operators"}, ("listen",))
+    operators = _operators(peer.get("operators", []), topology)
     api = _keys(cfg.get("api", {}), "api", {"listen", "pairs"})
     pairs: list[AppPair] = []
     if not isinstance(api.get("pairs", []), list):
@@ -302,6 +362,7 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
         peer_listen=_listen(peer["listen"], "peer.listen"),
         api_listen=_listen(api["listen"], "api.listen") if "listen" in api else None,
         pairs=tuple(pairs),
+        operators=operators,
         lease_bytes=_int(keys.get("lease_bytes", 65536), "keys.lease_bytes", 0, MAX_LEASE_BYTES),
         key_batch=_int(keys.get("batch", 32), "keys.batch", 1, 1024),
         key_bits=key_bits,
@@ -327,6 +388,6 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
             raise NodeConfigError(f"{file}: TOML configuration needs Python 3.11+; use JSON") from None
     try:
         data = tomllib.loads(raw.decode()) if file.suffix == ".toml" else json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise NodeConfigError(f"{file}: not valid {'TOML' if file.suffix == '.toml' else 'JSON'}: {exc}") from None
     return parse_config(data, base=file.parent)

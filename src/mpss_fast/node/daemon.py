@@ -22,7 +22,7 @@ import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..exceptions import DuplicateKeyError, Etsi014Error, KeyPoolExhaustedError, NodeError, StoreError
 from .app_backend import NodeKeyBackend
@@ -30,6 +30,7 @@ from .config import NodeConfig
 from .etsi014 import sae_pair
 from .etsi014_client import Etsi014Client, ssl_client_context
 from .etsi014_server import RunningServer, make_app, ssl_server_context, start_server
+from .identity import check_separate_cas
 from .linkkeys import LinkKeyFeeder, LinkKeyReceiver, link_name
 from .peer_api import PeerClient, make_peer_app
 from .shares import ShareNode
@@ -47,6 +48,17 @@ COMMIT_RETRY_S = 0.5
 
 EXPIRE_INTERVAL_S = 0.02
 """How often sessions past their collection time are delivered or reported."""
+
+
+class _TlsContexts(NamedTuple):
+    peer_client: ssl.SSLContext | None
+    """Toward neighbours' peer APIs: the node certificate; trusts ``tls.node_ca``."""
+    kme_client: ssl.SSLContext | None
+    """Toward the link KMEs: the node certificate; trusts ``tls.kme_ca``."""
+    peer_server: ssl.SSLContext | None
+    """The peer API: client certificates from ``tls.node_ca`` only (nodes and operators)."""
+    api_server: ssl.SSLContext | None
+    """The ETSI 014 server: client certificates from ``tls.app_ca`` only (applications)."""
 
 
 class Node:
@@ -89,14 +101,14 @@ class Node:
                 )
             await self.transport.start(self.shares.on_packet)
             receivers = {}
-            client_ssl = self._client_ssl()  # one context (certificate files read once) for every client
+            tls = self._tls_contexts()  # certificate files read once, one context per role
             for link in cfg.links:
-                kme = Etsi014Client(link.kme_url, ssl_context=client_ssl, sae_id=self._dev_id(link.sae_id))
+                kme = Etsi014Client(link.kme_url, ssl_context=tls.kme_client, sae_id=self._dev_id(link.sae_id))
                 self._kmes.append(kme)
                 receivers[link.neighbour] = LinkKeyReceiver(
                     self.store, link_name(link.neighbour, cfg.node), kme, link.neighbour_sae_id
                 )
-                peer = PeerClient(link.peer_url, cfg.node, ssl_context=client_ssl)
+                peer = PeerClient(link.peer_url, cfg.node, ssl_context=tls.peer_client)
                 self._peers.append(peer)
                 self.feeders[link.neighbour] = LinkKeyFeeder(
                     self.store,
@@ -109,14 +121,15 @@ class Node:
                     low_water=cfg.low_water_bytes,
                     interval=cfg.refill_interval_s,
                 )
-            server_ssl = None if cfg.tls is None else ssl_server_context(cfg.tls.cert, cfg.tls.key, cfg.tls.ca)
-            peer_app = make_peer_app(receivers, self.stats, self._skip, plain_http=cfg.plain_http)
-            peer_server = await start_server(peer_app, *cfg.peer_listen, ssl_context=server_ssl)
+            peer_app = make_peer_app(
+                receivers, self.stats, self._skip, plain_http=cfg.plain_http, operators=cfg.operators
+            )
+            peer_server = await start_server(peer_app, *cfg.peer_listen, ssl_context=tls.peer_server)
             self._servers.append(peer_server)
             self.peer_port = peer_server.port
             if self.backend is not None and cfg.api_listen is not None:
                 api = make_app(self.backend, require_client_cert=not cfg.plain_http)
-                api_server = await start_server(api, *cfg.api_listen, ssl_context=server_ssl)
+                api_server = await start_server(api, *cfg.api_listen, ssl_context=tls.api_server)
                 self._servers.append(api_server)
                 self.api_port = api_server.port
             for feeder in self.feeders.values():
@@ -138,9 +151,20 @@ class Node:
             return TunTransport(cfg.tun, cfg.sid)
         return UdpTransport(cfg.udp[cfg.node], cfg.udp)
 
-    def _client_ssl(self) -> ssl.SSLContext | None:
+    def _tls_contexts(self) -> _TlsContexts:
+        """One TLS context per role (none with plain HTTP): the peer API trusts only the node CA, the
+        ETSI 014 server only the application CA, and the two may not share a CA certificate."""
         tls = self.config.tls
-        return None if tls is None else ssl_client_context(tls.cert, tls.key, tls.ca)
+        if tls is None:
+            return _TlsContexts(None, None, None, None)
+        peer_client = ssl_client_context(tls.cert, tls.key, tls.node_ca)
+        kme_client = peer_client if tls.kme_ca == tls.node_ca else ssl_client_context(tls.cert, tls.key, tls.kme_ca)
+        peer_server = ssl_server_context(tls.cert, tls.key, tls.node_ca)
+        api_server = None if tls.app_ca is None else ssl_server_context(tls.cert, tls.key, tls.app_ca)
+        if api_server is not None:
+            check_separate_cas(("tls.node_ca", peer_server), ("tls.app_ca", api_server))
+            check_separate_cas(("tls.kme_ca", kme_client), ("tls.app_ca", api_server))
+        return _TlsContexts(peer_client, kme_client, peer_server, api_server)
 
     def _dev_id(self, sae_id: str) -> str | None:
         return sae_id if self.config.plain_http else None

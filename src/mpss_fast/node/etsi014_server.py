@@ -1,10 +1,11 @@
 """The ETSI GS QKD 014 REST server (aiohttp): status, enc_keys and dec_keys over mutual TLS.
 
-``make_app(backend)`` builds the application; the calling SAE is the subject CN of its
-client certificate, checked against the CA by the TLS handshake (:func:`ssl_server_context`
-requires a client certificate, TLS 1.2 or newer). Every error is ``{"message": "..."}``
-with 400, 401 or 503 (404/405 for unknown paths and methods, 500 for a backend fault);
-no message carries key bytes. See ``docs/etsi014.md``.
+``make_app(backend)`` builds the application; the calling SAE is the one subject CN of its
+client certificate (``identity.request_identity``: a certificate with several CNs is
+refused), checked against the CA by the TLS handshake (:func:`ssl_server_context` requires
+a client certificate, TLS 1.2 or newer). Every error is ``{"message": "..."}`` with 400,
+401 or 503 (404/405 for unknown paths and methods, 500 for a backend fault); a malformed
+body of any shape is 400 (``jsonbody``); no message carries key bytes. See ``docs/etsi014.md``.
 
 Plain HTTP is for development only: ``make_app(backend, require_client_cert=False)``, and
 then a caller without a certificate names itself in the ``X-SAE-ID`` header (anyone can).
@@ -12,7 +13,6 @@ then a caller without a certificate names itself in the ``X-SAE-ID`` header (any
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 from dataclasses import dataclass
@@ -24,6 +24,8 @@ from aiohttp import web
 from ..exceptions import Etsi014BadRequestError, Etsi014Error, Etsi014UnauthorizedError, ParameterError
 from .etsi014 import API_PREFIX, check_key_ids, check_sae_id, key_ids_from_json, keys_to_json, parse_key_id
 from .etsi014_backend import KeyBackend
+from .identity import request_identity
+from .jsonbody import read_json
 
 DEV_SAE_HEADER = "X-SAE-ID"
 """Development only (``require_client_cert=False``): the caller's SAE ID when it has no certificate."""
@@ -54,8 +56,8 @@ def _error(status: int, message: str) -> web.Response:
 
 
 @web.middleware
-async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every refusal as ``{"message": ...}``."""
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every refusal as ``{"message": ...}`` (``Etsi014Error``: its status; anything else: 500, logged)."""
     try:
         response: web.StreamResponse = await handler(request)
         return response
@@ -66,25 +68,17 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
             return _error(exc.status, exc.reason)
         raise
     except Exception:
-        _log.exception("ETSI 014 request %s %s failed", request.method, request.path)
+        _log.exception("request %s %s failed", request.method, request.path)
         return _error(500, "internal error")
 
 
 def _caller(request: web.Request) -> str:
-    """The calling SAE: its certificate's subject CN (or, without one in development mode, the header)."""
+    """The calling SAE: its certificate's one subject CN (or, without one in development mode, the header)."""
     backend = request.app[_BACKEND]
-    cert = request.transport.get_extra_info("peercert") if request.transport is not None else None
-    sae: str | None = None
-    if cert:
-        for rdn in cert.get("subject", ()):
-            for name, value in rdn:
-                if name == "commonName":
-                    sae = value
-    elif not request.app[REQUIRE_CLIENT_CERT]:
-        sae = request.headers.get(DEV_SAE_HEADER)
-    if not sae:
+    sae = request_identity(request, dev_header=None if request.app[REQUIRE_CLIENT_CERT] else DEV_SAE_HEADER)
+    if sae is None:
         raise Etsi014UnauthorizedError("no client certificate (mutual TLS is required)")
-    if not isinstance(sae, str) or not backend.is_known_sae(sae):
+    if not backend.is_known_sae(sae):
         raise Etsi014UnauthorizedError("the client certificate's CN is not a known SAE")
     return sae
 
@@ -103,13 +97,7 @@ def _query_int(request: web.Request, name: str) -> int | None:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise Etsi014BadRequestError("the request body is too large")
-    raw = await request.read()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
-        raise Etsi014BadRequestError("the request body is not valid JSON") from None
+    data = await read_json(request, max_bytes=MAX_BODY_BYTES, empty={})
     if not isinstance(data, dict):
         raise Etsi014BadRequestError("the request body must be a JSON object")
     return data
@@ -169,7 +157,7 @@ def make_app(backend: KeyBackend, *, require_client_cert: bool = True) -> web.Ap
     """
     if not isinstance(backend, KeyBackend):
         raise ParameterError("backend must implement KeyBackend (limits, is_known_sae, status, enc_keys, dec_keys)")
-    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
     app[_BACKEND] = backend
     app[REQUIRE_CLIENT_CERT] = bool(require_client_cert)
     app.router.add_get(API_PREFIX + "/{sae_id}/status", _status)

@@ -1,34 +1,42 @@
 """The node-to-node API: link key announcements from neighbours, and the node's counters.
 
+The caller is the one CN of its client certificate (``identity.request_identity``; mutual
+TLS against the node CA only, so an application's certificate fails the handshake), or,
+with plain HTTP for development, the ``X-MPSS-Node`` header. Roles (``docs/node.md``):
+
 * ``POST /mpss/v1/links/{sender}/keys`` with ``{"start": int, "key_IDs": [uuid, ...]}``:
   the neighbour ``sender`` announces a batch of link key for the direction
-  ``sender>this node`` (``node.linkkeys``). Only ``sender`` itself may call it: the
-  caller is the CN of its client certificate (mutual TLS), or, with plain HTTP for
-  development, the ``X-MPSS-Node`` header. Answer: ``{"status": "added" | "have" |
-  "lost" | "gap", ...}``; 503 when this node's KME cannot answer now.
+  ``sender>this node`` (``node.linkkeys``). Only ``sender`` itself may call it. Answer:
+  ``{"status": "added" | "have" | "lost" | "gap", ...}``; 503 when this node's KME cannot
+  answer now.
 * ``POST /mpss/v1/links/{receiver}/position`` with ``{"position": int}``: the neighbour
   ``receiver`` restarted and resumes its incoming stream of ``this node>receiver`` at
   ``position`` (its committed, leased position); this node skips its outgoing pool to
   there, so shares are not sent under key IDs the receiver will refuse. Answer
   ``{"skipped": bytes}``. Only ``receiver`` itself may call it.
-* ``GET /mpss/v1/node/stats``: counters (no secrets), for operators and tests.
+* ``GET /mpss/v1/node/stats``: counters (no secrets, but stream positions that help an
+  attacker), for the operators listed in the configuration (``peer.operators``) only.
 
-Errors are ``{"message": ...}`` with 400, 401, 404 or 503.
+A caller that is not a neighbour gets 403 on the link routes, whatever link it names; a
+neighbour's identity seen from two client addresses at once is logged as a warning
+(``identity.DuplicateWatch``). Errors are ``{"message": ...}`` with 400 (any malformed
+body), 401 (no identity), 403, 413 or 503.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-from ..exceptions import Etsi014Error, MpssError
-from .etsi014_server import REQUIRE_CLIENT_CERT
+from ..exceptions import Etsi014BadRequestError, Etsi014Error, Etsi014UnauthorizedError, MpssError
+from .etsi014_server import REQUIRE_CLIENT_CERT, json_errors
+from .identity import DUPLICATE_WINDOW_S, DuplicateWatch, request_identity
+from .jsonbody import parse_json, read_json
 from .linkkeys import LinkKeyReceiver
 
 log = logging.getLogger("mpss_fast.node")
@@ -37,42 +45,51 @@ PEER_PREFIX = "/mpss/v1"
 NODE_HEADER = "X-MPSS-Node"
 """Development only (plain HTTP): the calling node's name."""
 
+MAX_BODY_BYTES = 1 << 20
+"""Largest request body accepted."""
+
 _RECEIVERS = web.AppKey("receivers", dict)
 _STATS = web.AppKey("stats", object)
 _SKIP = web.AppKey("skip", object)
 _PLAIN = web.AppKey("plain", bool)
+_OPERATORS = web.AppKey("operators", frozenset)
+_WATCH = web.AppKey("watch", DuplicateWatch)
 
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"message": message}, status=status)
 
 
-def _caller(request: web.Request) -> str | None:
-    cert = request.transport.get_extra_info("peercert") if request.transport is not None else None
-    if cert:
-        for rdn in cert.get("subject", ()):
-            for name, value in rdn:
-                if name == "commonName":
-                    return str(value)
-        return None
-    if request.app[_PLAIN]:
-        return request.headers.get(NODE_HEADER)
-    return None
+def _caller(request: web.Request) -> str:
+    """The caller's identity (401 without one)."""
+    caller = request_identity(request, dev_header=NODE_HEADER if request.app[_PLAIN] else None)
+    if caller is None:
+        raise Etsi014UnauthorizedError("no client certificate (mutual TLS is required)")
+    return caller
+
+
+def _check_neighbour(request: web.Request, link_of: str, refusal: str) -> None:
+    """The caller must be a neighbour (403), and the neighbour ``link_of`` (403 with ``refusal``)."""
+    caller = _caller(request)
+    if caller not in request.app[_RECEIVERS]:
+        raise Etsi014Error(f"node {caller} is not a neighbour of this node", 403)
+    request.app[_WATCH].seen(caller, request.remote or "an unknown address")
+    if caller != link_of:
+        raise Etsi014Error(refusal, 403)
 
 
 async def _announce(request: web.Request) -> web.Response:
     sender = request.match_info["sender"]
+    _check_neighbour(request, sender, f"only node {sender} may announce key for its link to this node")
     receivers = request.app[_RECEIVERS]
-    if sender not in receivers:
-        return _error(404, f"no link from {sender} to this node")
-    if _caller(request) != sender:
-        return _error(401, f"only node {sender} may announce key for its link to this node")
     try:
-        body = json.loads(await request.read())
+        body = await read_json(request, max_bytes=MAX_BODY_BYTES)
         start = body["start"]
         ids = [uuid.UUID(text) for text in body["key_IDs"]]
         if isinstance(start, bool) or not isinstance(start, int) or start < 0 or not ids:
             raise ValueError("start must be an int >= 0 and key_IDs non-empty")
+    except Etsi014BadRequestError as exc:
+        return _error(400, f"malformed announcement: {exc.message}")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return _error(400, f"malformed announcement: {exc}")
     try:
@@ -87,14 +104,13 @@ async def _announce(request: web.Request) -> web.Response:
 
 async def _position(request: web.Request) -> web.Response:
     receiver = request.match_info["receiver"]
-    if receiver not in request.app[_RECEIVERS]:
-        return _error(404, f"no link from this node to {receiver}")
-    if _caller(request) != receiver:
-        return _error(401, f"only node {receiver} may report its position on its link from this node")
+    _check_neighbour(request, receiver, f"only node {receiver} may report its position on its link from this node")
     try:
-        position = json.loads(await request.read())["position"]
+        position = (await read_json(request, max_bytes=MAX_BODY_BYTES))["position"]
         if isinstance(position, bool) or not isinstance(position, int) or position < 0:
             raise ValueError("position must be an int >= 0")
+    except Etsi014BadRequestError as exc:
+        return _error(400, f"malformed position report: {exc.message}")
     except (ValueError, KeyError, TypeError) as exc:
         return _error(400, f"malformed position report: {exc}")
     skip: Callable[[str, int], Awaitable[int]] = request.app[_SKIP]  # type: ignore[assignment]
@@ -106,8 +122,9 @@ async def _position(request: web.Request) -> web.Response:
 
 
 async def _stats(request: web.Request) -> web.Response:
-    if _caller(request) is None:
-        return _error(401, "no client certificate (mutual TLS is required)")
+    caller = _caller(request)
+    if caller not in request.app[_OPERATORS]:
+        raise Etsi014Error(f"{caller} is not an operator of this node (peer.operators)", 403)
     stats: Callable[[], dict[str, Any]] = request.app[_STATS]  # type: ignore[assignment]
     return web.json_response(stats())
 
@@ -118,14 +135,20 @@ def make_peer_app(
     skip: Callable[[str, int], Awaitable[int]],
     *,
     plain_http: bool,
+    operators: Iterable[str] = (),
+    duplicate_window_s: float = DUPLICATE_WINDOW_S,
 ) -> web.Application:
-    """The peer API over ``receivers`` (neighbour -> the receiver of its link to this node), a
-    ``stats()`` function and ``skip(neighbour, position)`` for this node's link to the neighbour."""
-    app = web.Application(client_max_size=1 << 20)
+    """The peer API over ``receivers`` (neighbour -> the receiver of its link to this node; its
+    keys are the only callers of the link routes), a ``stats()`` function (for the identities in
+    ``operators`` only) and ``skip(neighbour, position)`` for this node's link to the neighbour.
+    A neighbour seen from two addresses within ``duplicate_window_s`` is warned about."""
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
     app[_RECEIVERS] = dict(receivers)
     app[_STATS] = stats
     app[_SKIP] = skip
     app[_PLAIN] = plain_http
+    app[_OPERATORS] = frozenset(operators)
+    app[_WATCH] = DuplicateWatch(window_s=duplicate_window_s)
     app[REQUIRE_CLIENT_CERT] = not plain_http
     app.router.add_post(PEER_PREFIX + "/links/{sender}/keys", _announce)
     app.router.add_post(PEER_PREFIX + "/links/{receiver}/position", _position)
@@ -169,8 +192,8 @@ class PeerClient:
         except (aiohttp.ClientError, ssl.SSLError, TimeoutError, OSError) as exc:
             raise Etsi014Error(f"neighbour {self.base_url} did not answer: {type(exc).__name__}: {exc}") from None
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            data = parse_json(raw)  # a neighbour's answer gets no more trust than a request
+        except Etsi014BadRequestError:
             data = {"message": raw[:200].decode(errors="replace")}
         if status != 200 or not isinstance(data, dict) or field not in data:
             message = data.get("message") if isinstance(data, dict) else None
