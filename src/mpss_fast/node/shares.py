@@ -79,9 +79,15 @@ class ShareStats:
     """The latest :data:`MAX_REPORTS` authenticated shares refused for their route (``refused_reports``: all)."""
     tamper_reports: int = 0
     refused_reports: int = 0
+    link_drops: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per incoming link, the shares dropped there for a bad tag or refused for their route: where forgeries come
+    from (keyed by this node's configured links only, so bounded)."""
 
-    def drop(self, why: str) -> None:
+    def drop(self, why: str, link: str | None = None) -> None:
         self.dropped[why] = self.dropped.get(why, 0) + 1
+        if link is not None:
+            counts = self.link_drops.setdefault(link, {})
+            counts[why] = counts.get(why, 0) + 1
 
     def report_tamper(self, entry: dict[str, Any]) -> None:
         self.tamper_reports += 1
@@ -215,7 +221,7 @@ class ShareNode:
             else:
                 self._arrive(packet, previous)
         except TagError as exc:
-            self.stats.drop("bad tag")
+            self.stats.drop("bad tag", exc.link)
             self.log_summary.note(f"bad tags on link {exc.link}", str(exc))
         except RouteError as exc:
             self._refused(exc, packet)
@@ -283,7 +289,7 @@ class ShareNode:
 
     def _refused(self, exc: RouteError, packet: Packet) -> None:
         """An authenticated share whose route its session cannot accept: counted, reported, logged (rate-limited)."""
-        self.stats.drop("route refused")
+        self.stats.drop("route refused", exc.link)
         self.stats.report_refused(
             {
                 "key_ID": str(uuid.UUID(bytes=exc.session_id)),
