@@ -245,3 +245,71 @@ def test_an_adversary_below_the_threshold_never_wins(tmp_path_factory: pytest.Te
             for link in named:  # the link a packet names as its last hop: one of this node's links
                 sender, receiver = link.split(">")
                 assert receiver == name and net.topology.has_link(sender, receiver)
+
+
+# -- attack 7: bounded state, quiet logs -----------------------------------------------------
+
+
+def test_a_flood_of_bad_tags_writes_a_summary_not_a_line_each(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with AdversaryNet(metro(), tmp_path, k=2, n=3) as net:
+        net.send_key(ALICE, BOB)
+        template = net.queue[0]
+        net.settle()
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="mpss_fast.node"):
+            for forged in _forgeries(net, template, 1000, seed=7):
+                net.deliver(forged)
+            net.nodes[template.receiver].log_summary.flush()
+        lines = [r for r in caplog.records if r.name == "mpss_fast.node"]
+        assert 1 <= len(lines) <= 2, f"{len(lines)} log lines for 1000 forged packets"
+        drops = net.stats(template.receiver).link_drops[link_name(template.sender, template.receiver)]
+        assert drops.get("bad tag", 0) + net.stats(template.receiver).dropped.get("no key", 0) >= 500
+
+
+def test_late_shares_leave_no_state_behind(tmp_path: Path) -> None:
+    """Shares that arrive after their session ended (held back by the attacker) must not grow the destination."""
+    held: list[Hop] = []
+
+    def hold_back(net: AdversaryNet, hop: Hop) -> list[Hop]:
+        if hop.receiver == BOB and not hop.injected and parse_packet(hop.data).option.x == 3:
+            held.append(hop)
+            return []
+        return [hop]
+
+    with AdversaryNet(metro(), tmp_path, k=2, n=3, attacker=Attacker(hold_back)) as net:
+        key_ids = [net.send_key(ALICE, BOB) for _ in range(20)]
+        net.settle()
+        assert set(net.delivered[BOB]) == set(key_ids)
+        for hop in held:  # now late: their sessions were delivered from x = 1, 2
+            net.deliver(Hop(hop.sender, hop.receiver, hop.data, injected=True))
+        net.nodes[BOB].expire()
+        assert net.nodes[BOB]._routes == {}  # nothing kept per late share
+        assert net.nodes[BOB].destination.pending() == ()
+
+
+def test_the_destination_bounds_the_sessions_it_collects(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mpss_fast.relay import endpoints
+
+    monkeypatch.setattr(endpoints, "MAX_SESSIONS", 4)
+
+    def first_share_only(net: AdversaryNet, hop: Hop) -> list[Hop]:
+        return [hop] if hop.receiver != BOB or parse_packet(hop.data).option.x == 1 else []
+
+    with AdversaryNet(metro(), tmp_path, k=2, n=3, attacker=Attacker(first_share_only)) as net:
+        for _ in range(10):
+            net.send_key(ALICE, BOB)
+        net.run()
+        assert len(net.nodes[BOB].destination.pending()) == 4  # the rest were refused, counted
+        assert net.stats(BOB).dropped["SessionError"] == 6
+
+
+def test_reports_are_bounded(tmp_path: Path) -> None:
+    from mpss_fast.node.shares import MAX_REPORTS
+
+    with AdversaryNet(metro(), tmp_path, k=2, n=3, tamper={"campus"}) as net:
+        for _ in range(MAX_REPORTS + 20):
+            net.send_key(ALICE, BOB)
+        net.settle()
+        stats = net.stats(BOB)
+        assert stats.tamper_reports == MAX_REPORTS + 20 and len(stats.tampered) == MAX_REPORTS
+        assert net.wrong_keys() == []

@@ -19,8 +19,9 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Any, NamedTuple
 
@@ -36,6 +37,7 @@ from .peer_api import PeerClient, make_peer_app
 from .shares import ShareNode
 from .stopping import stop_on_signals
 from .store import NodeStore
+from .supervisor import Supervisor
 from .transport import Transport, TunTransport, UdpTransport
 
 log = logging.getLogger("mpss_fast.node")
@@ -47,7 +49,23 @@ COMMIT_RETRY_S = 0.5
 """Seconds before a failed key commit (a full disk, say) is tried again; the keys wait in memory."""
 
 EXPIRE_INTERVAL_S = 0.02
+TOMBSTONE_KEEP_S = 86400.0
+"""How long the record that a key was delivered is kept (a repeated dec_keys for it says "already delivered");
+after that it is dropped, so the store does not grow with every key ever delivered."""
+TOMBSTONE_TRIM_INTERVAL_S = 60.0
 """How often sessions past their collection time are delivered or reported."""
+
+RESTART_DELAY_S = 0.5
+"""A crashed background task is restarted after this long, doubled per crash in a row (``supervisor``)."""
+
+RESTART_DELAY_MAX_S = 30.0
+"""The longest wait before a restart."""
+
+TASK_MAX_CRASHES = 8
+"""After this many crashes in a row of one task (none of its runs lasting ``TASK_HEALTHY_S``), the node stops."""
+
+TASK_HEALTHY_S = 60.0
+"""A run this long resets its task's count of crashes in a row."""
 
 
 class _TlsContexts(NamedTuple):
@@ -71,10 +89,17 @@ class Node:
         self.backend: NodeKeyBackend | None = None
         self.transport: Transport | None = None
         self.feeders: dict[str, LinkKeyFeeder] = {}
+        self.receivers: dict[str, LinkKeyReceiver] = {}
         self._kmes: list[Etsi014Client] = []
         self._peers: list[PeerClient] = []
         self._servers: list[RunningServer] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor(
+            delay_s=RESTART_DELAY_S,
+            max_delay_s=RESTART_DELAY_MAX_S,
+            max_crashes=TASK_MAX_CRASHES,
+            healthy_s=TASK_HEALTHY_S,
+        )
         self._incoming: list[tuple[uuid.UUID, bytes, str]] = []  # rebuilt keys waiting for their commit
         self._issued: list[tuple[str, list[uuid.UUID]]] = []  # issued key IDs waiting for their commit
         self._incoming_ready = asyncio.Event()
@@ -100,7 +125,7 @@ class Node:
                     record_issued=self._queue_issued,
                 )
             await self.transport.start(self.shares.on_packet)
-            receivers = {}
+            receivers = self.receivers
             tls = self._tls_contexts()  # certificate files read once, one context per role
             for link in cfg.links:
                 kme = Etsi014Client(link.kme_url, ssl_context=tls.kme_client, sae_id=self._dev_id(link.sae_id))
@@ -132,11 +157,12 @@ class Node:
                 api_server = await start_server(api, *cfg.api_listen, ssl_context=tls.api_server)
                 self._servers.append(api_server)
                 self.api_port = api_server.port
+            # Supervised: a task that raises is logged and restarted; one that keeps raising stops the node.
             for feeder in self.feeders.values():
-                self._tasks.append(asyncio.create_task(feeder.run(), name=f"link key {feeder.link}"))
-            self._tasks.append(asyncio.create_task(self._resume_all(), name="resume links"))
-            self._tasks.append(asyncio.create_task(self._expire(), name="expire sessions"))
-            self._tasks.append(asyncio.create_task(self._commit_keys(), name="commit keys"))
+                self._tasks.append(self.supervisor.spawn(f"link key {feeder.link}", feeder.run))
+            self._tasks.append(self.supervisor.spawn("resume links", self._resume_all))
+            self._tasks.append(self.supervisor.spawn("expire sessions", self._expire))
+            self._tasks.append(self.supervisor.spawn("commit keys", self._commit_keys))
         except BaseException:
             await self.close()
             raise
@@ -234,10 +260,14 @@ class Node:
                 await asyncio.sleep(RESUME_RETRY_S)
 
     async def _expire(self) -> None:
+        trimmed = time.monotonic()
         while True:
             await asyncio.sleep(EXPIRE_INTERVAL_S)
             if self.shares is not None:
                 self.shares.expire()
+            if self.store is not None and time.monotonic() - trimmed >= TOMBSTONE_TRIM_INTERVAL_S:
+                trimmed = time.monotonic()
+                await asyncio.to_thread(self.store.forget_delivered, time.time() - TOMBSTONE_KEEP_S)
 
     def _store_key(self, key_id: uuid.UUID, key: bytes, source: str) -> None:
         """A key rebuilt here: queue it for the next group commit (``dec_keys`` sees it once committed)."""
@@ -256,6 +286,8 @@ class Node:
     async def _commit_keys(self) -> None:
         """Commit rebuilt keys and issued key IDs in groups: one transaction (one fsync) per peer for all
         that came meanwhile."""
+        if self._incoming or self._issued:  # restarted after a crash: what waits is committed first
+            self._incoming_ready.set()
         while True:
             await self._incoming_ready.wait()
             self._incoming_ready.clear()
@@ -317,7 +349,8 @@ class Node:
                     log.warning("node %s: key %s arrived twice; the first is kept", self.config.node, key_id)
 
     def stats(self) -> dict[str, Any]:
-        """Counters: shares, keys, drops, tamper reports, link key streams and refills (no secrets)."""
+        """Counters: shares, keys, drops, tamper reports, link key streams, refills, link faults and task
+        restarts (no secrets)."""
         shares = asdict(self.shares.stats) if self.shares is not None else {}
         links = {}
         if self.store is not None:
@@ -328,22 +361,50 @@ class Node:
                 "committed_batches": f.committed_batches,
                 "dropped_batches": f.dropped_batches,
                 "error": f.last_error,
+                "faults": f.faults,
+                "fault": f.fault,
             }
             for f in self.feeders.values()
         }
-        return {"node": self.config.node, **shares, "links": links, "refill": feeders}
+        incoming = {
+            r.link: {"added_batches": r.added_batches, "faults": r.faults, "fault": r.fault}
+            for r in self.receivers.values()
+        }
+        return {
+            "node": self.config.node,
+            **shares,
+            "links": links,
+            "refill": feeders,
+            "incoming": incoming,
+            "task_restarts": dict(self.supervisor.restarts),
+        }
 
 
 async def run(config: NodeConfig, *, ready: Callable[[Node], None] | None = None) -> None:
-    """Run a node until SIGTERM or SIGINT (or cancellation); ``ready(node)`` once it is up."""
+    """Run a node until SIGTERM or SIGINT (or cancellation); ``ready(node)`` once it is up.
+
+    Raises :class:`NodeError` when a background task keeps crashing (``Supervisor``).
+    """
     node = Node(config)
     try:
         async with stop_on_signals() as stop:
             await node.start()
             if ready is not None:
                 ready(node)
-            await stop.wait()
+            await _first(stop.wait(), node.supervisor.failed.wait())
+            if node.supervisor.failure is not None:
+                raise NodeError(f"node {config.node}: stopped: {node.supervisor.failure}")
     except OSError as exc:
         raise NodeError(f"node {config.node}: {exc}") from None
     finally:
         await node.close()
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of ``waits`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

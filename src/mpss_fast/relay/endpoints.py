@@ -31,6 +31,7 @@ from ..exceptions import (
     MpssError,
     ParameterError,
     RouteError,
+    SessionError,
     SessionTimeoutError,
     ShareError,
     UncorrectableError,
@@ -48,6 +49,11 @@ MAX_SUBSETS = 4096
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds a destination session collects shares, from its first share."""
+
+MAX_SESSIONS = 65536
+"""Most sessions a destination collects at once; a share that would open one more is refused (``SessionError``).
+Only authenticated shares open sessions, so this bounds what a compromised neighbour can make a destination hold;
+ended sessions are remembered (so late shares are told apart) for one timeout, and at most this many of them."""
 
 
 def number_check(number: Any) -> bytes:
@@ -206,6 +212,11 @@ class Destination:
                 session = self._sessions.get(sid)
                 if session is None and sid not in self._finished:
                     self._check_new(option)
+                    if len(self._sessions) >= MAX_SESSIONS:
+                        raise SessionError(
+                            f"share x={option.x} of session {option.session_uuid} refused: {MAX_SESSIONS} sessions "
+                            "are being collected already"
+                        )
                     _Routes().admit(option, pool_in.link, relay_set, source, refuse)  # a first share may be refused too
                     session = Session(option.k, option.n, option.poly, option.share_len, now + self._timeout)
                     self._sessions[sid] = session
@@ -318,6 +329,8 @@ class Destination:
         session.wipe()
         self._finished.pop(sid, None)
         self._finished[sid] = now + self._timeout
+        if len(self._finished) > MAX_SESSIONS:
+            del self._finished[next(iter(self._finished))]
 
     def _deliver_locked(self, sid: bytes, session: Session, now: float) -> Delivery:
         name = uuid.UUID(bytes=sid)
