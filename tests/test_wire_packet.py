@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from pathlib import Path
 
 import pytest
 
@@ -424,3 +426,37 @@ def test_not_a_buffer() -> None:
         parse_packet("a string")  # type: ignore[arg-type]
     with pytest.raises(InputTypeError):
         segment_endpoint(12)  # type: ignore[arg-type]
+
+
+def test_the_tag_input_of_the_worked_example() -> None:
+    """docs/wire-format.md, "The per-hop tag": every byte of the tag input of EXAMPLE, and its tag."""
+    from cryptography.hazmat.primitives.poly1305 import Poly1305
+
+    from mpss_fast.relay import LinkKeyPool, message_of, open_into
+    from mpss_fast.wire import route_bytes
+
+    option_part = bytes.fromhex(
+        "7e34" "21" "02" "03" "01" "00000007" "0004" "0000" "000102030405060708090a0b0c0d0e0f"
+        "0102030405060708" "00000000000000000000000000000000"
+    )  # fmt: skip
+    route_part = bytes.fromhex(
+        "20010db8000000000000000000000001"  # source
+        "01" "01" "00" "0000"  # Segments Left, Last Entry, Flags, Tag
+        "20010db8000000000000000000000002"  # Segment List[0]
+        "20010db800000000000000000000000a"  # Segment List[1]
+    )  # fmt: skip
+    packet = parse_packet(EXAMPLE)
+    assert packet.option.mac_bytes() == option_part
+    assert route_bytes(packet.src, packet.srh) == route_part
+    mac_key = bytes(range(32))
+    tag = Poly1305.generate_tag(mac_key, option_part + route_part + bytes.fromhex("deadbeef"))
+    assert tag == bytes.fromhex("13ee170ba9f139962f597fe4bef86dfd")
+    docs = (Path(__file__).parent.parent / "docs" / "wire-format.md").read_text()
+    assert "13ee170ba9f139962f597fe4bef86dfd" in docs and "20010db8000000000000000000000001  source" in docs
+    # the relay code checks the same tag: with that MAC key and a pad of zeros, the example carrying this tag opens
+    key_id = packet.option.hop_key_id
+    tagged = message_of(dataclasses.replace(packet, option=packet.option.with_hop(key_id, tag)))
+    assert tagged.route == route_part
+    out = bytearray(4)
+    open_into(tagged, LinkKeyPool("S>A", mac_key + bytes(4), position=key_id), out)
+    assert bytes(out) == bytes.fromhex("deadbeef")
