@@ -176,7 +176,7 @@ def test_the_example_configuration_in_the_docs_is_valid(tmp_path: Path) -> None:
     path.write_text(json.dumps(example))
     config = load_config(path)
     assert (config.node, config.k, config.n, config.transport, config.lease_bytes) == ("S", 2, 3, "srv6", 65536)
-    assert config.db == tmp_path / "S.db" and config.tls is not None
+    assert config.db == tmp_path / "state" / "S.db" and config.tls is not None  # a private directory of its own
     assert (config.tls.node_ca, config.tls.app_ca) == (tmp_path / "node-ca.pem", tmp_path / "app-ca.pem")
     assert config.operators == {"noc-1"}
     assert [link.neighbour for link in config.links] == ["R1", "R2", "R3"] and config.pairs[0].slave_node == "D"
