@@ -16,13 +16,15 @@ import pytest
 
 from bench.grid import engine, engine_params
 from mpss_fast import Engine
-from mpss_fast.relay import LinkKeyPool, first_hop_packet, hop_key_bytes, relay, relay_packet, seal
+from mpss_fast.relay import LinkKeyPool, first_hop_packet, first_hop_route, hop_key_bytes, relay, relay_packet, seal
 from mpss_fast.wire import MpssOption
 
 Record = Callable[..., None]
 SHARE_BYTES = 32
 ROUNDS = 2000
 PATH = ("2001:db8:1::1", "2001:db8:2::1", "2001:db8::2")
+ROUTE = first_hop_route("2001:db8::1", PATH)
+"""The routing fields the first hop's tag covers."""
 OPTION = MpssOption(poly=0x11B, k=2, n=3, x=1, path_id=1, share_len=SHARE_BYTES, session_id=bytes(16))
 
 
@@ -63,7 +65,7 @@ def bench_relay_packet(benchmark: Any, record: Record, label: str) -> None:
     tx, rx, out = _links(ROUNDS)
 
     def fresh() -> tuple[tuple[Any, ...], dict[str, Any]]:
-        message = seal(OPTION, os.urandom(SHARE_BYTES), tx, engine=eng)
+        message = seal(OPTION, os.urandom(SHARE_BYTES), tx, route=ROUTE, engine=eng)
         return (first_hop_packet(message, "2001:db8::1", PATH), rx, out), {"engine": eng}
 
     result = benchmark.pedantic(relay_packet, setup=fresh, rounds=ROUNDS if benchmark.enabled else 1)
