@@ -32,7 +32,7 @@ class Ca:
     def __init__(self, directory: Path, name: str) -> None:
         self.dir = directory
         self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.cert = (
             x509.CertificateBuilder()
             .subject_name(_name(name))
@@ -61,7 +61,7 @@ class Ca:
         subject alternative names; ``client``: TLS client use; ``more_cns``: further CN attributes after
         ``cn`` in the subject (a certificate a node must refuse). Returns (cert path, key path)."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(cn, *more_cns))

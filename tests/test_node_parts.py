@@ -15,7 +15,6 @@ import os
 import re
 import socket
 import ssl
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -179,10 +178,6 @@ def test_load_config_reads_json_and_the_same_config_as_toml(tmp_path: Path) -> N
     from_json = load_config(conf / "S.json")
     assert from_json.db == conf / "state" / "S.db"
     assert from_json.key_batch == 8 and from_json.refill_interval_s == 0.5
-    if sys.version_info < (3, 11):
-        with pytest.raises(NodeConfigError, match=r"S\.toml: TOML configuration needs Python 3\.11"):
-            load_config(conf / "S.toml")
-        return
     assert _summary(load_config(conf / "S.toml")) == _summary(from_json)
     assert _summary(from_json) == _summary(parse_config(raw, base=conf))
 
@@ -228,8 +223,6 @@ def test_relative_paths_are_taken_from_the_config_files_directory(tmp_path: Path
     ],
 )
 def test_invalid_files_are_refused_naming_the_file(tmp_path: Path, name: str, content: bytes, message: str) -> None:
-    if name.endswith(".toml") and sys.version_info < (3, 11):
-        message = r"node\.toml: TOML configuration needs Python 3\.11"
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(NodeConfigError, match=message):
@@ -505,8 +498,8 @@ class Link:
         self.clients.append(client)
         return client
 
-    async def announce(self, start: int, key_ids: list[uuid.UUID]) -> str:
-        answer = await self.receiver.receive(start, key_ids)
+    async def announce(self, start: int, key_ids: list[uuid.UUID], size: int) -> str:
+        answer = await self.receiver.receive(start, key_ids, size)
         status: str = answer["status"]
         self.answers.append(status)
         return status
@@ -514,7 +507,7 @@ class Link:
     def feeder(
         self,
         store: NodeStore | None = None,
-        announce: Callable[[int, list[uuid.UUID]], Awaitable[str]] | None = None,
+        announce: Callable[[int, list[uuid.UUID], int], Awaitable[str]] | None = None,
         *,
         low_water: int = BATCH_BYTES,
         kme: Etsi014Client | None = None,
@@ -612,8 +605,8 @@ def test_a_batch_announced_again_after_a_sender_crash_is_have_and_committed_not_
     async def main() -> None:
         async with _link(tmp_path) as link:
 
-            async def added_then_killed(start: int, key_ids: list[uuid.UUID]) -> str:
-                assert await link.announce(start, key_ids) == "added"
+            async def added_then_killed(start: int, key_ids: list[uuid.UUID], size: int) -> str:
+                assert await link.announce(start, key_ids, size) == "added"
                 raise OSError("killed before the commit")
 
             with pytest.raises(OSError, match="killed"):
@@ -637,10 +630,10 @@ def test_a_batch_the_receiver_cannot_fetch_is_lost_and_dropped_on_both_sides(tmp
         async with _link(tmp_path) as link:
             stolen: list[uuid.UUID] = []
 
-            async def fetched_by_someone_else(start: int, key_ids: list[uuid.UUID]) -> str:
+            async def fetched_by_someone_else(start: int, key_ids: list[uuid.UUID], size: int) -> str:
                 await link.client("B").dec_keys("A", key_ids)  # B's keys are gone from the KME
                 stolen.extend(key_ids)
-                return await link.announce(start, key_ids)
+                return await link.announce(start, key_ids, size)
 
             feeder = link.feeder(announce=fetched_by_someone_else)
             await feeder.step()
@@ -675,10 +668,10 @@ def test_an_announcement_beyond_the_receivers_end_is_a_gap_and_nothing_is_commit
 def test_the_receiver_answers_gap_with_its_end(tmp_path: Path) -> None:
     async def main() -> None:
         async with _link(tmp_path) as link:
-            assert await link.receiver.receive(10, [uuid.uuid4()]) == {"status": "gap", "end": 0}
+            assert await link.receiver.receive(10, [uuid.uuid4()], KEY_BITS) == {"status": "gap", "end": 0}
             link.b.add_key(LINK, bytes(range(1, 33)))
-            assert await link.receiver.receive(0, [uuid.uuid4()]) == {"status": "have"}
-            assert await link.receiver.receive(33, [uuid.uuid4()]) == {"status": "gap", "end": 32}
+            assert await link.receiver.receive(0, [uuid.uuid4()], KEY_BITS) == {"status": "have"}
+            assert await link.receiver.receive(33, [uuid.uuid4()], KEY_BITS) == {"status": "gap", "end": 32}
             assert link.b.stream_end(LINK) == 32
 
     asyncio.run(main())
@@ -836,11 +829,11 @@ def test_the_neighbour_announces_and_reports_its_position(tmp_path: Path, tls_mo
             a = _peer(b, "A", tls_mode)
             try:
                 ids = await b.keys(2)
-                assert await a.announce(0, ids) == "added"
-                assert await a.announce(0, ids) == "have"
+                assert await a.announce(0, ids, KEY_BITS) == "added"
+                assert await a.announce(0, ids, KEY_BITS) == "have"
                 assert b.store.stream_end("A>B") == 2 * KEY_BITS // 8
                 more = await b.keys(1)
-                assert await a.announce(999, more) == "gap"  # answered; the feeder treats it as an error
+                assert await a.announce(999, more, KEY_BITS) == "gap"  # answered; the feeder treats it as an error
                 assert b.store.stream_end("A>B") == 2 * KEY_BITS // 8
 
                 assert await a.report_position(300) == 300
@@ -871,7 +864,7 @@ def test_announcements_from_anyone_but_the_neighbour_are_refused(tmp_path: Path,
                 c_as_a = _peer(b, "A", tls_mode, cert="C")
                 try:
                     with pytest.raises(Etsi014Error, match=r"refused keys: HTTP 403: node C is not a neighbour"):
-                        await c_as_a.announce(0, [uuid.UUID(i) for i in ids])
+                        await c_as_a.announce(0, [uuid.UUID(i) for i in ids], KEY_BITS)
                 finally:
                     await c_as_a.close()
             status, answer = await _raw("POST", f"{b.url}{PEER_PREFIX}/links/C/keys", body=body, **as_c)
@@ -993,11 +986,11 @@ def test_peer_client_errors_say_what_happened(tmp_path: Path) -> None:
             nowhere = PeerClient(f"http://127.0.0.1:{_closed_port()}/", "A", ssl_context=None, timeout=5)
             try:
                 with pytest.raises(Etsi014Error, match=r"refused keys: HTTP 403: node C is not a neighbour of this"):
-                    await c.announce(0, [uuid.uuid4()])
+                    await c.announce(0, [uuid.uuid4()], KEY_BITS)
                 with pytest.raises(Etsi014Error, match=r"refused position: HTTP 403: node C is not a neighbour of"):
                     await c.report_position(1)
                 with pytest.raises(Etsi014Error, match=r"neighbour http://127\.0\.0\.1:\d+ did not answer: "):
-                    await nowhere.announce(0, [uuid.uuid4()])
+                    await nowhere.announce(0, [uuid.uuid4()], KEY_BITS)
                 with pytest.raises(Etsi014Error, match=r"did not answer: ClientConnectorError"):
                     await nowhere.report_position(1)
             finally:
@@ -1014,7 +1007,7 @@ def test_peer_client_reports_a_refusal_without_json_as_a_refusal(tmp_path: Path)
             wrong = PeerClient(b.url + "/wrong", "A", ssl_context=None, timeout=5)  # a wrong peer_url: aiohttp's 404
             try:
                 with pytest.raises(Etsi014Error, match=r"HTTP 404"):
-                    await wrong.announce(0, [uuid.uuid4()])
+                    await wrong.announce(0, [uuid.uuid4()], KEY_BITS)
             finally:
                 await wrong.close()
 
@@ -1026,15 +1019,14 @@ def test_an_announcement_b_cannot_fetch_now_is_503(tmp_path: Path) -> None:
         async with _peer_b(tmp_path, None) as b:
             ids = await b.keys(1)
             b.kme.down.add("B")
-            status, answer = await _raw(
-                "POST", f"{b.url}{PEER_PREFIX}/links/A/keys", body={"start": 0, "key_IDs": [str(ids[0])]}, node="A"
-            )
+            body = {"start": 0, "key_IDs": [str(ids[0])], "size": KEY_BITS}
+            status, answer = await _raw("POST", f"{b.url}{PEER_PREFIX}/links/A/keys", body=body, node="A")
             assert status == 503
             assert answer["message"] == "cannot fetch the announced key from the KME now: KME under maintenance"
             b.kme.down.clear()
             a = _peer(b, "A", None)
             try:
-                assert await a.announce(0, ids) == "added"
+                assert await a.announce(0, ids, KEY_BITS) == "added"
             finally:
                 await a.close()
 

@@ -112,7 +112,7 @@ class NodeKeyBackend(StoreBackend):
                 event = self._arrivals.setdefault(kid, asyncio.Event())
                 try:
                     await asyncio.wait_for(event.wait(), left)
-                except asyncio.TimeoutError:
+                except TimeoutError:  # asyncio.TimeoutError since Python 3.11
                     break
                 finally:
                     if self._arrivals.get(kid) is event:

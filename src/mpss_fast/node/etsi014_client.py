@@ -5,7 +5,9 @@ client certificate's CN is this SAE's ID); ``status``, ``enc_keys`` and ``dec_ke
 return :class:`~mpss_fast.node.etsi014.KeyStatus` and ``(uuid.UUID, bytes)`` pairs. A
 4xx/5xx answer raises the matching :class:`~mpss_fast.exceptions.Etsi014Error` subclass
 (``.status``, ``.message``); no answer (refused, TLS failure, timeout) or a malformed one
-raises :class:`~mpss_fast.exceptions.Etsi014ConnectionError`. See ``docs/etsi014.md``.
+raises :class:`~mpss_fast.exceptions.Etsi014ConnectionError`, and keys unlike the request
+(another number or size, other or repeated key IDs) its subclass
+:class:`~mpss_fast.exceptions.KmeFaultError`. See ``docs/etsi014.md``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..exceptions import (
     Etsi014Error,
     Etsi014UnauthorizedError,
     Etsi014UnavailableError,
+    KmeFaultError,
     ParameterError,
 )
 from .etsi014 import API_PREFIX, KeyList, KeyStatus, check_sae_id, key_ids_to_json, keys_from_json
@@ -107,6 +110,8 @@ class Etsi014Client:
     async def _request(self, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        # aiohttp's timeouts raise asyncio.TimeoutError: the builtin TimeoutError since Python 3.11 (the
+        # floor in pyproject.toml); on 3.10 it was another class, which escaped here and ended tasks.
         try:
             async with self._session.request(method, url, json=body, ssl=self._ssl) as response:
                 status = response.status
@@ -135,28 +140,55 @@ class Etsi014Client:
             raise Etsi014ConnectionError(f"{self.base_url}: malformed status: {exc}", 200) from None
 
     async def enc_keys(self, slave: str, number: int = 1, size: int | None = None) -> KeyList:
-        """``POST enc_keys``: ``number`` new keys of ``size`` bits (default: the KME's) shared with ``slave``."""
+        """``POST enc_keys``: ``number`` new keys of ``size`` bits (default: the KME's) shared with ``slave``.
+
+        The answer must hold ``number`` keys with distinct key IDs, all of ``size`` bits (of one
+        size when ``size`` is ``None``); otherwise :class:`KmeFaultError`.
+        """
         body: dict[str, Any] = {"number": number}
         if size is not None:
             body["size"] = size
         keys = self._keys(await self._request("POST", self._url(slave, "enc_keys"), body))
-        if len(keys) != number or (size is not None and any(len(key) * 8 != size for _, key in keys)):
-            raise Etsi014ConnectionError(f"{self.base_url}: enc_keys answered with the wrong number or size", 200)
+        if len(keys) != number:
+            raise self._fault(f"enc_keys answered {len(keys)} keys, not the {number} asked")
+        _check_sizes("enc_keys", self.base_url, keys, size)
+        if len({kid for kid, _ in keys}) != len(keys):
+            raise self._fault("enc_keys answered with a key ID twice")
         return keys
 
-    async def dec_keys(self, master: str, key_ids: Sequence[uuid.UUID]) -> KeyList:
-        """``POST dec_keys``: the keys ``master`` obtained under ``key_ids``, in the order asked."""
+    async def dec_keys(self, master: str, key_ids: Sequence[uuid.UUID], size: int | None = None) -> KeyList:
+        """``POST dec_keys``: the keys ``master`` obtained under ``key_ids``, in the order asked.
+
+        The answer must hold each asked key ID exactly once and no other, and with ``size``
+        every key must have ``size`` bits; otherwise :class:`KmeFaultError`.
+        """
         ids = list(key_ids)
         if not ids or not all(isinstance(kid, uuid.UUID) for kid in ids):
             raise ParameterError("key_ids must be a non-empty sequence of uuid.UUID")
+        if len(set(ids)) != len(ids):
+            raise ParameterError("key_ids lists a key ID twice")
         keys = self._keys(await self._request("POST", self._url(master, "dec_keys"), key_ids_to_json(ids)))
         by_id = dict(keys)
         if len(by_id) != len(keys) or set(by_id) != set(ids):
-            raise Etsi014ConnectionError(f"{self.base_url}: dec_keys answered with other key IDs than asked", 200)
+            raise self._fault("dec_keys answered with other key IDs than asked")
+        if size is not None:
+            _check_sizes("dec_keys", self.base_url, keys, size)
         return [(kid, by_id[kid]) for kid in ids]
+
+    def _fault(self, what: str) -> KmeFaultError:
+        return KmeFaultError(f"{self.base_url}: {what}", 200)
 
     def _keys(self, data: Any) -> KeyList:
         try:
             return keys_from_json(data)
         except ValueError as exc:
             raise Etsi014ConnectionError(f"{self.base_url}: malformed key container: {exc}", 200) from None
+
+
+def _check_sizes(call: str, base_url: str, keys: KeyList, size: int | None) -> None:
+    """Every key has ``size`` bits (one common size when ``size`` is ``None``), else :class:`KmeFaultError`."""
+    sizes = sorted({len(key) * 8 for _, key in keys})
+    if (size is None and len(sizes) > 1) or (size is not None and sizes not in ([], [size])):
+        wanted = "one size" if size is None else f"{size} bits each"
+        got = ", ".join(str(bits) for bits in sizes)
+        raise KmeFaultError(f"{base_url}: {call} answered keys of {got} bits, not {wanted}", 200)

@@ -4,10 +4,10 @@ The caller is the one CN of its client certificate (``identity.request_identity`
 TLS against the node CA only, so an application's certificate fails the handshake), or,
 with plain HTTP for development, the ``X-MPSS-Node`` header. Roles (``docs/node.md``):
 
-* ``POST /mpss/v1/links/{sender}/keys`` with ``{"start": int, "key_IDs": [uuid, ...]}``:
+* ``POST /mpss/v1/links/{sender}/keys`` with ``{"start": int, "key_IDs": [uuid, ...], "size": bits}``:
   the neighbour ``sender`` announces a batch of link key for the direction
   ``sender>this node`` (``node.linkkeys``). Only ``sender`` itself may call it. Answer:
-  ``{"status": "added" | "have" | "lost" | "gap", ...}``; 503 when this node's KME cannot
+  ``{"status": "added" | "have" | "lost" | "gap" | "fault", ...}``; 503 when this node's KME cannot
   answer now.
 * ``POST /mpss/v1/links/{receiver}/position`` with ``{"position": int}``: the neighbour
   ``receiver`` restarted and resumes its incoming stream of ``this node>receiver`` at
@@ -88,12 +88,15 @@ async def _announce(request: web.Request) -> web.Response:
         ids = [uuid.UUID(text) for text in body["key_IDs"]]
         if isinstance(start, bool) or not isinstance(start, int) or start < 0 or not ids:
             raise ValueError("start must be an int >= 0 and key_IDs non-empty")
+        size = body["size"]  # bits per key: the receiver checks its KME's keys against it (linkkeys)
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % 8:
+            raise ValueError("size must be a positive multiple of 8 (bits per key)")
     except Etsi014BadRequestError as exc:
         return _error(400, f"malformed announcement: {exc.message}")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return _error(400, f"malformed announcement: {exc}")
     try:
-        answer = await receivers[sender].receive(start, ids)
+        answer = await receivers[sender].receive(start, ids, size)
     except Etsi014Error as exc:
         return _error(503, f"cannot fetch the announced key from the KME now: {exc.message}")
     except MpssError as exc:
@@ -166,9 +169,10 @@ class PeerClient:
         self._timeout = timeout
         self._session: Any = None
 
-    async def announce(self, start: int, key_ids: list[uuid.UUID]) -> str:
+    async def announce(self, start: int, key_ids: list[uuid.UUID], size: int) -> str:
         """Announce a batch of link key (``linkkeys``); returns the neighbour's answer."""
-        data = await self._post("keys", {"start": start, "key_IDs": [str(kid) for kid in key_ids]}, "status")
+        body = {"start": start, "key_IDs": [str(kid) for kid in key_ids], "size": size}
+        data = await self._post("keys", body, "status")
         answer: str = data["status"]
         return answer
 
