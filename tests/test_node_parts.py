@@ -46,10 +46,15 @@ from mpss_fast.node.etsi014_server import ssl_server_context, start_server  # no
 from mpss_fast.node.linkkeys import LinkKeyFeeder, LinkKeyReceiver  # noqa: E402
 from mpss_fast.node.peer_api import NODE_HEADER, PEER_PREFIX, PeerClient, make_peer_app  # noqa: E402
 from mpss_fast.node.store import NodeStore  # noqa: E402
-from mpss_fast.relay import LinkKeyPool, first_hop_packet, relay_packet, seal_shares  # noqa: E402
+from mpss_fast.relay import LinkKeyPool, first_hop_packet, first_hop_route, relay_packet, seal_shares  # noqa: E402
 
 from . import nodelab  # noqa: E402
 from .pki import Ca  # noqa: E402
+
+
+def accept(material: memoryview) -> None:
+    """A tag check that passes: these tests are about key positions, not tags."""
+
 
 NODES = nodelab.node_names(3)
 OPERATOR = "noc"
@@ -543,7 +548,7 @@ class Link:
         assert (sender.position, sender.available) == (receiver.position, receiver.available)
         while sender.available:
             key_id, mine = sender.take(min(100, sender.available))
-            theirs = receiver.take_at(key_id, len(mine))
+            theirs = receiver.take_at(key_id, len(mine), accept)
             assert mine == theirs and any(mine)
         return end_a
 
@@ -581,7 +586,7 @@ def test_both_ends_build_the_same_stream(tmp_path: Path) -> None:
             await feeder.step()
             sender, receiver = link.a.pool(LINK), link.b.pool(LINK)
             key_id, mine = sender.take(BATCH_BYTES)
-            assert key_id == 5 * BATCH_BYTES and receiver.take_at(key_id, BATCH_BYTES) == mine
+            assert key_id == 5 * BATCH_BYTES and receiver.take_at(key_id, BATCH_BYTES, accept) == mine
 
     asyncio.run(main())
 
@@ -1161,8 +1166,9 @@ def _share_for_d(pool_r1_d: LinkKeyPool, *, src: str = "S") -> tuple[bytes, byte
     """One share of a new key from ``src`` on the path S-R1-D: (its packet on S>R1, the packet R1 sends to D)."""
     material = os.urandom(2048)
     pools = [LinkKeyPool("S>R1", material), LinkKeyPool("S>R2", os.urandom(256)), LinkKeyPool("S>R3", os.urandom(256))]
-    message = seal_shares(os.urandom(32), 2, pools)[0]
-    first = first_hop_packet(message, nodelab.sid(src), [nodelab.sid("R1"), nodelab.sid("D")])
+    path = [nodelab.sid("R1"), nodelab.sid("D")]
+    message = seal_shares(os.urandom(32), 2, pools, routes=[first_hop_route(nodelab.sid(src), path)] * 3)[0]
+    first = first_hop_packet(message, nodelab.sid(src), path)
     return first, relay_packet(first, LinkKeyPool("S>R1", material), pool_r1_d)
 
 
@@ -1211,9 +1217,15 @@ def test_bad_packets_are_dropped_by_reason_and_the_node_keeps_working(tmp_path: 
             _, forged = _share_for_d(LinkKeyPool("R1>D", os.urandom(4096)))  # tagged under other key
             stats = await send(forged)
             assert stats["dropped"]["bad tag"] == 1
+            stranger_route = first_hop_route("fd00:9::1", [nodelab.sid("D")])  # no node has this SID
             stranger_first = first_hop_packet(
-                seal_shares(os.urandom(32), 2, [LinkKeyPool("x", os.urandom(256)) for _ in range(3)])[0],
-                "fd00:9::1",  # no node has this SID
+                seal_shares(
+                    os.urandom(32),
+                    2,
+                    [LinkKeyPool("x", os.urandom(256)) for _ in range(3)],
+                    routes=[stranger_route] * 3,
+                )[0],
+                "fd00:9::1",
                 [nodelab.sid("D")],
             )
             stats = await send(stranger_first)
