@@ -107,7 +107,7 @@ def _check_links(net: NodeNet, frames: dict[tuple[str, str], Any], keys: dict[uu
             material = stream[h : h + MATERIAL]
             assert len(material) == MATERIAL
             try:
-                Poly1305.verify_tag(material[:32], option.mac_bytes() + packet.payload, option.tag)
+                Poly1305.verify_tag(material[:32], _tag_input(data), option.tag)
             except InvalidSignature:
                 raise AssertionError(f"packet on {a}>{b} not tagged with that link's key at key ID {h}") from None
             y = bytes(c ^ p for c, p in zip(packet.payload, material[32:], strict=True))
@@ -127,6 +127,21 @@ def _check_links(net: NodeNet, frames: dict[tuple[str, str], Any], keys: dict[uu
         for frame in captured:
             for secret in secrets:
                 assert secret not in frame.data, "secret bytes in the clear on a link"
+
+
+def _tag_input(data: bytes) -> bytes:
+    """What an option version 2 hop tag covers, read from the packet's own bytes (docs/wire-format.md,
+    "The per-hop tag"): the MPSS option TLV with its Tag zeroed, the route (IPv6 Source Address; the SRH's
+    Segments Left, Last Entry, Flags and Tag; its segment list), then the UDP payload."""
+    assert (data[6], data[40], data[42], data[43]) == (60, 43, 0x7E, 52), "not IPv6 | DOH (MPSS option) | SRH"
+    srh = 40 + (data[41] + 1) * 8
+    assert (data[srh], data[srh + 2]) == (17, 4), "not SRH (type 4) | UDP"
+    last_entry = data[srh + 4]
+    option = data[42:80] + bytes(16)  # type, length and data up to the Tag (DOH offset 40..56), zeroed
+    route = data[8:24] + data[srh + 3 : srh + 8] + data[srh + 8 : srh + 8 + 16 * (last_entry + 1)]
+    assert len(route) == 21 + 16 * (last_entry + 1)
+    payload = data[srh + (data[srh + 1] + 1) * 8 + 8 :]  # after the SRH and the UDP header
+    return option + route + payload
 
 
 class Load:
