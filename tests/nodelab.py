@@ -8,11 +8,26 @@ the namespace (SRv6, mutual TLS) ones.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
 MASTER, SLAVE = "app-S", "app-D"
 """The application pair: master SAE at S, slave SAE at D."""
+
+
+def free_tcp_ports(count: int) -> list[int]:
+    """``count`` TCP ports on 127.0.0.1 that were free a moment ago (all held at once, so distinct)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def node_names(paths: int) -> list[str]:

@@ -69,19 +69,6 @@ def sid(name: str) -> bytes:
     return address(nodelab.sid(name))
 
 
-def _free_tcp_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _rewrite(data: bytes, **changes: Any) -> bytes:
     """The packet with some fields changed, re-encoded (a valid UDP checksum): what an on-link attacker sends."""
     return encode_packet(dataclasses.replace(parse_packet(data), **changes))
@@ -197,7 +184,7 @@ class UdpNet:
         self._thread = threading.Thread(target=self._loop.run_forever, name="kme+taps", daemon=True)
         self._thread.start()
         self._kme: Any = None
-        ports = _free_tcp_ports(2 * len(self.names))
+        ports = nodelab.free_tcp_ports(2 * len(self.names))
         self.peer = dict(zip(self.names, ports[0::2], strict=True))
         self.api = dict(zip(self.names, ports[1::2], strict=True))
 

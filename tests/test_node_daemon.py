@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,19 +24,6 @@ from mpss_fast.node.etsi014_client import Etsi014Client
 from . import nodelab
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _keys_section(name: str) -> dict[str, Any]:
     return {"keys": {"batch": 8, "key_bits": 4096, "low_water_bytes": 8192, "refill_interval_s": 0.02}}
 
@@ -46,7 +32,7 @@ def _configs(
     tmp_path: Path, kme_port: int, paths: int = 3, extra: Callable[[str], dict[str, Any]] = _keys_section, **kw: Any
 ) -> dict[str, dict[str, Any]]:
     names = nodelab.node_names(paths)
-    ports = _free_ports(3 * len(names))
+    ports = nodelab.free_tcp_ports(3 * len(names))
     peer = dict(zip(names, ports[0::3], strict=True))
     api = dict(zip(names, ports[1::3], strict=True))
     udp = {n: f"127.0.0.1:{p}" for n, p in zip(names, ports[2::3], strict=True)}

@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import shutil
-import socket
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -48,19 +47,6 @@ Cert = tuple[Path, Path]
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> NodePki:
     return NodePki(tmp_path_factory.mktemp("roles-pki"))
-
-
-def _free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
@@ -126,7 +112,7 @@ async def _node_s(tmp_path: Path, pki: NodePki, **tls_changes: str) -> AsyncIter
     backend = kme_sim.KmeSimBackend(nodelab.kme_pairs(2))
     kme = await kme_sim.start(backend, "127.0.0.1", 0, cert=str(kme_cert), key=str(kme_key), ca=str(pki.nodes.path))
     names = nodelab.node_names(2)
-    ports = dict(zip(names, _free_ports(len(names)), strict=True))
+    ports = dict(zip(names, nodelab.free_tcp_ports(len(names)), strict=True))
     configs = nodelab.diamond(
         2,
         db=lambda n: str(tmp_path / f"{n}.db"),
