@@ -94,31 +94,27 @@ class KeyReuseError(RelayError):
     """A key ID points at material already used: a replayed or reordered message."""
 
 
-class TagError(RelayError):
-    """A per-hop tag does not verify: the share is dropped, and no key material is consumed."""
+class _RefusedShare(RelayError):
+    """A share dropped at a hop, with where it came in and what it claimed to be (no secret bytes)."""
 
     def __init__(self, message: str, *, link: str, session_id: bytes, path_id: int, x: int) -> None:
         super().__init__(message)
         self.link = link
-        """The link the share came in on."""
+        """The link the share came in on (the one its segment list names as the last hop)."""
         self.session_id = session_id
         """The session the share claims to belong to."""
         self.path_id = path_id
         self.x = x
 
 
-class RouteError(RelayError):
+class TagError(_RefusedShare):
+    """A per-hop tag does not verify: the share is dropped, and no key material is consumed."""
+
+
+class RouteError(_RefusedShare):
     """An authenticated share arrived by a route its session cannot accept: a second share over one incoming
     link, a path not node-disjoint from another share's, or another source. Refused; ``link`` names where it
     came from."""
-
-    def __init__(self, message: str, *, link: str, session_id: bytes, path_id: int, x: int) -> None:
-        super().__init__(message)
-        self.link = link
-        """The link the share came in on."""
-        self.session_id = session_id
-        self.path_id = path_id
-        self.x = x
 
 
 class MalformedShareError(ShareError):
