@@ -86,12 +86,20 @@ class RelayError(MpssError):
     """A share cannot be relayed or delivered (``mpss_fast.relay``)."""
 
 
-class KeyPoolExhaustedError(RelayError):
+class _PoolError(RelayError):
+    """A pool cannot hand out the material asked for; ``link`` names the pool's link (``None`` if unknown)."""
+
+    def __init__(self, message: str, *, link: str | None = None) -> None:
+        super().__init__(message)
+        self.link = link
+
+
+class KeyPoolExhaustedError(_PoolError):
     """A link's key pool holds too little material; wait for more key or fail the session (never reuse)."""
 
 
-class KeyReuseError(RelayError):
-    """A key ID points at material already used: a replayed or reordered message."""
+class KeyReuseError(_PoolError):
+    """A key ID points at material already handed out or behind the pool's window: a replayed or late message."""
 
 
 class _RefusedShare(RelayError):

@@ -355,7 +355,15 @@ class Node:
         links = {}
         if self.store is not None:
             for link, (position, end) in self.store.links().items():
-                links[link] = {"position": position, "end": end}
+                pool = self.store.pool(link)  # the live pool: the committed position runs ahead by the lease
+                links[link] = {
+                    "position": position,
+                    "end": end,
+                    "window": pool.position,
+                    "high": pool.high,
+                    "available": pool.available,
+                    "discarded": pool.discarded,
+                }
         feeders = {
             f.link: {
                 "committed_batches": f.committed_batches,

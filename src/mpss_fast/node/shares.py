@@ -80,8 +80,9 @@ class ShareStats:
     tamper_reports: int = 0
     refused_reports: int = 0
     link_drops: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Per incoming link, the shares dropped there for a bad tag or refused for their route: where forgeries come
-    from (keyed by this node's configured links only, so bounded)."""
+    """Per link, the shares dropped for a bad tag, a refused route, a replayed or late key ID (the incoming link
+    the packet names) or for want of key (the link that lacked it): where forgeries come from. Keyed by links
+    between nodes of the topology, so bounded."""
 
     def drop(self, why: str, link: str | None = None) -> None:
         self.dropped[why] = self.dropped.get(why, 0) + 1
@@ -152,7 +153,7 @@ class ShareNode:
         try:
             return self.store.pool(link)
         except UnknownLinkError:
-            raise KeyPoolExhaustedError(f"link {link} has no key yet") from None
+            raise KeyPoolExhaustedError(f"link {link} has no key yet", link=link) from None
 
     def _plan(self, destination: str) -> list[tuple[Path, tuple[bytes, ...], bytes]]:
         """The n node-disjoint paths to ``destination``, with their packed segments and the routing fields their
@@ -184,7 +185,8 @@ class ShareNode:
         need = hop_key_bytes(size + CHECK_BYTES)
         for (path, _, _), pool in zip(plan, pools, strict=True):
             if pool.available < need:
-                raise KeyPoolExhaustedError(f"link {link_name(self.me, path.nodes[1])} lacks key for a share now")
+                link = link_name(self.me, path.nodes[1])
+                raise KeyPoolExhaustedError(f"link {link} lacks key for a share now", link=link)
         key_id = uuid.uuid4()
         number = bytearray(os.urandom(size))
         try:
@@ -225,10 +227,10 @@ class ShareNode:
             self.log_summary.note(f"bad tags on link {exc.link}", str(exc))
         except RouteError as exc:
             self._refused(exc, packet)
-        except KeyReuseError:
-            self.stats.drop("key ID behind the pool (replay or restart)")
-        except KeyPoolExhaustedError:
-            self.stats.drop("no key")
+        except KeyReuseError as exc:
+            self.stats.drop("key ID behind the pool (replay or restart)", exc.link)
+        except KeyPoolExhaustedError as exc:
+            self.stats.drop("no key", exc.link)
         except TopologyError:
             self.stats.drop("unknown SID")
         except (RelayError, WireError) as exc:
@@ -341,4 +343,4 @@ class ShareNode:
     def _failed(self, session_id: bytes, error: Exception) -> None:
         self._routes.pop(session_id, None)
         self.stats.keys_failed += 1
-        log.warning("node %s: key %s not rebuilt: %s", self.me, uuid.UUID(bytes=session_id), error)
+        self.log_summary.note("keys not rebuilt", f"key {uuid.UUID(bytes=session_id)} not rebuilt: {error}")

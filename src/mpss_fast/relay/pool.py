@@ -142,12 +142,14 @@ class LinkKeyPool:
             if key_id < self._position:
                 raise KeyReuseError(
                     f"link {self.link}: key ID {key_id} is behind the window at {self._position}; "
-                    "that material was already used or discarded (a replayed or late message)"
+                    "that material was already used or discarded (a replayed or late message)",
+                    link=self.link,
                 )
             self._check_held(key_id, nbytes)
             if key_id < self._high and self._overlaps(key_id, key_id + nbytes):
                 raise KeyReuseError(
-                    f"link {self.link}: key ID {key_id} ({nbytes} bytes) was already handed out (a replayed message)"
+                    f"link {self.link}: key ID {key_id} ({nbytes} bytes) was already handed out (a replayed message)",
+                    link=self.link,
                 )
             start = self._head + key_id - self._position
             with memoryview(self._buf) as whole, whole[start : start + nbytes].toreadonly() as material:
@@ -168,7 +170,8 @@ class LinkKeyPool:
             if key_id - self._position > len(self._buf) - self._head:
                 raise KeyPoolExhaustedError(
                     f"link {self.link}: cannot skip to key ID {key_id}; "
-                    f"the pool holds key up to {self._position + len(self._buf) - self._head}"
+                    f"the pool holds key up to {self._position + len(self._buf) - self._head}",
+                    link=self.link,
                 )
             before = self.discarded
             self._high = max(self._high, key_id)
@@ -198,7 +201,8 @@ class LinkKeyPool:
             raise KeyPoolExhaustedError(
                 f"link {self.link}: {nbytes} bytes of key at key ID {key_id} requested, "
                 f"{max(0, end - key_id)} available from there (the pool holds key IDs up to {end}); "
-                "wait for more key or fail the session"
+                "wait for more key or fail the session",
+                link=self.link,
             )
 
     def _overlaps(self, start: int, end: int) -> bool:
