@@ -127,19 +127,6 @@ def udp_sockets(ports: set[int]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def _free_ports(kind: int, count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, kind)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _orphaned(parent: int, started: float) -> bool:
     return os.getppid() != parent or time.monotonic() - started > PROCESS_LIFETIME_S
 
@@ -426,8 +413,8 @@ class Lab:
         self.dir = directory
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        tcp = _free_ports(socket.SOCK_STREAM, 2 * len(NAMES) + 1)
-        udp = _free_ports(socket.SOCK_DGRAM, len(NAMES) + 2)
+        tcp = nodelab.free_ports(2 * len(NAMES) + 1)
+        udp = nodelab.free_ports(len(NAMES) + 2, socket.SOCK_DGRAM)
         self.kme_port = tcp.pop()
         self.peer = dict(zip(NAMES, tcp[: len(NAMES)], strict=True))
         self.api = dict(zip(NAMES, tcp[len(NAMES) :], strict=True))
@@ -559,15 +546,7 @@ class Lab:
         return {hop: dump[port] for hop, port in self.taps.items()}
 
     def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        nodelab.stop_processes(self.procs.values(), 15)
         if self._tap is not None:
             with contextlib.suppress(OSError, EOFError):
                 self._tap_conn.send("stop")

@@ -9,25 +9,41 @@ the namespace (SRv6, mutual TLS) ones.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterable
 from typing import Any
 
 MASTER, SLAVE = "app-S", "app-D"
 """The application pair: master SAE at S, slave SAE at D."""
 
 
-def free_tcp_ports(count: int) -> list[int]:
-    """``count`` TCP ports on 127.0.0.1 that were free a moment ago (all held at once, so distinct)."""
+def free_ports(count: int, kind: int = socket.SOCK_STREAM) -> list[int]:
+    """``count`` TCP (or, with ``kind=SOCK_DGRAM``, UDP) ports on 127.0.0.1 that were free a moment ago
+    (all held at once, so distinct)."""
     socks = []
     try:
         for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s = socket.socket(socket.AF_INET, kind)
             s.bind(("127.0.0.1", 0))
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
             s.close()
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[Any]], grace_s: float) -> None:
+    """SIGTERM every process still running, wait up to ``grace_s`` for each, then SIGKILL what is left."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def node_names(paths: int) -> list[str]:

@@ -184,7 +184,7 @@ class UdpNet:
         self._thread = threading.Thread(target=self._loop.run_forever, name="kme+taps", daemon=True)
         self._thread.start()
         self._kme: Any = None
-        ports = nodelab.free_tcp_ports(2 * len(self.names))
+        ports = nodelab.free_ports(2 * len(self.names))
         self.peer = dict(zip(self.names, ports[0::2], strict=True))
         self.api = dict(zip(self.names, ports[1::2], strict=True))
 
@@ -292,15 +292,7 @@ class UdpNet:
         )
 
     def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        nodelab.stop_processes(self.procs.values(), 10)
         if self._kme is not None:
             self.call(self._kme.close())
         for tap in self.taps.values():

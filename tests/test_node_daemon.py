@@ -32,7 +32,7 @@ def _configs(
     tmp_path: Path, kme_port: int, paths: int = 3, extra: Callable[[str], dict[str, Any]] = _keys_section, **kw: Any
 ) -> dict[str, dict[str, Any]]:
     names = nodelab.node_names(paths)
-    ports = nodelab.free_tcp_ports(3 * len(names))
+    ports = nodelab.free_ports(3 * len(names))
     peer = dict(zip(names, ports[0::3], strict=True))
     api = dict(zip(names, ports[1::3], strict=True))
     udp = {n: f"127.0.0.1:{p}" for n, p in zip(names, ports[2::3], strict=True)}

@@ -436,7 +436,7 @@ def test_the_supervisor_gives_up_on_a_task_that_keeps_crashing(caplog: pytest.Lo
 
 def _configs(tmp_path: Path, kme_port: int, paths: int = 2) -> dict[str, dict[str, Any]]:
     names = nodelab.node_names(paths)
-    ports = nodelab.free_tcp_ports(3 * len(names))
+    ports = nodelab.free_ports(3 * len(names))
     peer = dict(zip(names, ports[0::3], strict=True))
     api = dict(zip(names, ports[1::3], strict=True))
     keys = {"keys": {"batch": 4, "key_bits": 2048, "low_water_bytes": 2048, "refill_interval_s": 0.02}}
@@ -548,7 +548,7 @@ def test_a_node_whose_task_keeps_crashing_stops_with_an_error(
         raise Injected("expiry is broken")
 
     monkeypatch.setattr(Node, "_expire", broken)
-    config = _configs(tmp_path, nodelab.free_tcp_ports(1)[0])["S"]
+    config = _configs(tmp_path, nodelab.free_ports(1)[0])["S"]
     path = tmp_path / "S.json"
     path.write_text(json.dumps(config))
 

@@ -112,7 +112,7 @@ async def _node_s(tmp_path: Path, pki: NodePki, **tls_changes: str) -> AsyncIter
     backend = kme_sim.KmeSimBackend(nodelab.kme_pairs(2))
     kme = await kme_sim.start(backend, "127.0.0.1", 0, cert=str(kme_cert), key=str(kme_key), ca=str(pki.nodes.path))
     names = nodelab.node_names(2)
-    ports = dict(zip(names, nodelab.free_tcp_ports(len(names)), strict=True))
+    ports = dict(zip(names, nodelab.free_ports(len(names)), strict=True))
     configs = nodelab.diamond(
         2,
         db=lambda n: str(tmp_path / f"{n}.db"),
