@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 import mpss_fast
-from mpss_fast import Engine, robust
+from mpss_fast import CombineStream, Engine, SplitStream, robust
 from mpss_fast.e2e import derive_key
 from mpss_fast.exceptions import MpssError
 from mpss_fast.node.etsi014 import keys_from_json
@@ -242,6 +242,28 @@ def share_errors(secret: Secret) -> list[Any]:
         _raised(lambda: derive_key(raw, b"short")),
         _raised(lambda: derive_key(raw, uuid.uuid4(), length=0)),
         _raised(lambda: derive_key(raw.hex(), uuid.uuid4())),
+    ]
+
+
+@scenario
+def streams(secret: Secret) -> list[Any]:
+    """Split and combine streams holding the secret and its coefficients in their buffers, and their errors."""
+    raw = secret.bytes
+    split = SplitStream(2, 3, rng=lambda nbytes: raw[:nbytes])
+    split.update(raw)  # buffered, not yet shared
+    keyed = SplitStream(2, 3)
+    ys = keyed.update(raw)
+    combiner = CombineStream([1, 2])
+    combiner.update([ys[0], ys[1]])
+    finished = SplitStream(2, 2)
+    finished.finish()
+    return [
+        split,
+        keyed,
+        combiner,
+        _raised(lambda: finished.update(raw)),
+        _raised(lambda: combiner.update([raw, raw[:-1]])),
+        _raised(lambda: keyed.update_into(raw, [bytearray(1)] * 3)),
     ]
 
 

@@ -11,7 +11,8 @@ from ._gf256 import POLY_AES, POLY_GFSHARE
 from ._selftest import selftest
 from ._validate import MAX_SECRET_BYTES, MAX_SHARES
 from .engine import Engine
-from .exceptions import BackendError, InputTypeError, MpssError, ParameterError, ShareError
+from .exceptions import BackendError, InputTypeError, MpssError, ParameterError, ShareError, StreamStateError
+from .streaming import CombineStream, SplitStream, combine_stream, split_stream
 
 __version__ = "0.1.0"
 
@@ -48,19 +49,24 @@ __all__ = [
     "POLY_AES",
     "POLY_GFSHARE",
     "BackendError",
+    "CombineStream",
     "Engine",
     "InputTypeError",
     "MpssError",
     "ParameterError",
     "ShareError",
+    "SplitStream",
+    "StreamStateError",
     "__version__",
     "combine",
     "combine_array",
+    "combine_stream",
     "reencrypt",
     "reencrypt_into",
     "selftest",
     "split",
     "split_array",
+    "split_stream",
     "xor",
     "xor_into",
 ]

@@ -228,3 +228,109 @@ def check_out_array(out: Any, shape: tuple[int, ...], inputs: dict[str, np.ndarr
         if np.may_share_memory(out, arr):
             raise ParameterError(f"out must not share memory with {name}")
     return out
+
+
+# -- streaming (streaming.py) -------------------------------------------------------------
+
+MAX_CHUNK_BYTES = 1 << 30
+
+
+def check_engine(engine: Any, engine_type: type) -> Any:
+    if not isinstance(engine, engine_type):
+        raise InputTypeError(f"engine must be an mpss_fast.Engine, not {type(engine).__name__}")
+    return engine
+
+
+def check_key(key: Any) -> bytes:
+    """A 32-byte AES-256 coefficient key."""
+    view = as_bytes_view(key, "key")
+    if view.nbytes != 32:
+        raise ParameterError(f"key must be 32 bytes, not {view.nbytes}")
+    return bytes(view)
+
+
+def check_chunk_size(chunk_size: Any) -> int:
+    chunk_size = check_int(chunk_size, "chunk_size")
+    if not 1 <= chunk_size <= MAX_CHUNK_BYTES:
+        raise ParameterError(f"chunk_size must be in 1..{MAX_CHUNK_BYTES}, not {chunk_size}")
+    return chunk_size
+
+
+def check_stream_xs(xs: Any) -> bytes:
+    """The x coordinates of the shares a stream combines: 2..255 distinct values in 1..255."""
+    if isinstance(xs, str) or not isinstance(xs, Iterable):
+        raise InputTypeError(f"xs must be a sequence of ints, not {type(xs).__name__}")
+    values = list(xs)
+    if not 2 <= len(values) <= MAX_SHARES:
+        raise ShareError(f"need 2..{MAX_SHARES} shares to combine, got {len(values)}")
+    return check_xs(values, len(values), error=ShareError)
+
+
+def _overlap(a: memoryview, b: memoryview) -> bool:
+    if a.nbytes == 0 or b.nbytes == 0:
+        return False
+    a0, a1 = _address_range(a)
+    b0, b1 = _address_range(b)
+    return a0 < b1 and b0 < a1
+
+
+def check_stream_outs(outs: Any, count: int, length: int, *inputs: memoryview | None) -> list[memoryview]:
+    """``count`` writable byte buffers of at least ``length`` bytes, disjoint from each other and ``inputs``.
+
+    Returns views of their first ``length`` bytes.
+    """
+    if isinstance(outs, (str, bytes, bytearray, memoryview)) or not isinstance(outs, Iterable):
+        raise InputTypeError(f"outs must be a sequence of writable buffers, not {type(outs).__name__}")
+    views = []
+    for i, out in enumerate(outs):
+        view = as_bytes_view(out, f"outs[{i}]")
+        if view.readonly:
+            raise ParameterError(f"outs[{i}] must be writable")
+        if view.nbytes < length:
+            raise ParameterError(f"outs[{i}] must hold at least {length} bytes, not {view.nbytes}")
+        views.append(view[:length])
+    if len(views) != count:
+        raise ParameterError(f"outs must have {count} buffers, not {len(views)}")
+    others = [v for v in inputs if v is not None]
+    for i, view in enumerate(views):
+        for other in [*others, *views[:i]]:
+            if _overlap(view, other):
+                raise ParameterError(f"outs[{i}] overlaps another buffer of this call; use disjoint buffers")
+    return views
+
+
+def check_share_chunks(chunks: Any, count: int) -> list[memoryview]:
+    """One bytes-like chunk per share, ``count`` of them, all of the same length."""
+    if isinstance(chunks, (str, bytes, bytearray, memoryview)) or not isinstance(chunks, Iterable):
+        raise InputTypeError(f"chunks must be a sequence of bytes-like chunks, not {type(chunks).__name__}")
+    views = [as_bytes_view(c, f"chunks[{i}]") for i, c in enumerate(chunks)]
+    if len(views) != count:
+        raise ShareError(f"need one chunk per share ({count}), got {len(views)}")
+    for i, view in enumerate(views):
+        if view.nbytes != views[0].nbytes:
+            raise ShareError(
+                f"share chunks have unequal lengths: chunks[0] is {views[0].nbytes} bytes, chunks[{i}] is {view.nbytes}"
+            )
+    return views
+
+
+def check_reader(reader: Any, name: str) -> Any:
+    if not callable(getattr(reader, "readinto", None)):
+        raise InputTypeError(f"{name} must have a readinto() method (a file opened 'rb'), not {type(reader).__name__}")
+    return reader
+
+
+def check_readers(readers: Any) -> list[Any]:
+    if isinstance(readers, (str, bytes)) or not isinstance(readers, Iterable):
+        raise InputTypeError(f"readers must be a sequence of binary readers, not {type(readers).__name__}")
+    return [check_reader(r, f"readers[{i}]") for i, r in enumerate(readers)]
+
+
+def check_writers(writers: Any) -> list[Any]:
+    if isinstance(writers, (str, bytes)) or not isinstance(writers, Iterable):
+        raise InputTypeError(f"writers must be a sequence of binary writers, not {type(writers).__name__}")
+    found = list(writers)
+    for i, writer in enumerate(found):
+        if not callable(getattr(writer, "write", None)):
+            raise InputTypeError(f"writers[{i}] must have a write() method, not {type(writer).__name__}")
+    return found

@@ -17,6 +17,10 @@ class ShareError(MpssError, ValueError):
     """A set of shares cannot be combined (too few, duplicate or zero x, unequal lengths)."""
 
 
+class StreamStateError(MpssError, ValueError):
+    """A finished or closed :class:`~mpss_fast.SplitStream` was used again."""
+
+
 class InputTypeError(MpssError, TypeError):
     """An argument has the wrong type or element type (e.g. ``str`` for bytes, int16 for uint8)."""
 
