@@ -25,13 +25,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import io
 import json
 import logging
 import os
 import re
+import stat
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import mpss_fast
 
@@ -40,6 +45,7 @@ from ._backend import available
 from ._gf256 import POLY_AES, POLY_GFSHARE, POLYS
 from ._validate import check_k_n
 from .rtss import RtssShare
+from .streaming import CombineStream, SplitStream, _read_full
 
 PROG = "mpss"
 _SUFFIX = re.compile(r"\.([0-9]{3})\Z")
@@ -101,16 +107,22 @@ def _fingerprint(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def _read_file(path: str) -> bytes:
+def _why(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _read_file(path: str, limit: int = -1) -> bytes:
+    """The bytes of ``path`` (at most ``limit`` when given: for formats that are small by definition)."""
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            return fh.read(limit)
     except OSError as exc:
-        raise CliError(f"cannot read {_q(path)}: {exc.strerror or type(exc).__name__}") from None
+        raise CliError(f"cannot read {_q(path)}: {_why(exc)}") from None
 
 
-def _read_input(path: str) -> bytes:
+def _read_input(path: str, limit: int = -1) -> bytes:
     """The bytes of ``path``, or of stdin for ``-``."""
-    return sys.stdin.buffer.read() if path == "-" else _read_file(path)
+    return sys.stdin.buffer.read(limit) if path == "-" else _read_file(path, limit)
 
 
 def _refuse_existing(paths: Sequence[str], force: bool) -> None:
@@ -123,15 +135,168 @@ def _refuse_existing(paths: Sequence[str], force: bool) -> None:
         raise CliError(f"{_q(existing[0])}{more} already exists; use --force to overwrite")
 
 
-def _write_private(path: str, data: bytes, force: bool) -> None:
-    """Write ``data`` to a file readable by its owner only (it holds a secret or a share)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if force else os.O_EXCL)
+STREAM_BUFFER_BYTES = 8 << 20
+"""All chunk buffers of one split or combine together (input, outputs, coefficients)."""
+
+PROGRESS_MIN_BYTES = 64 << 20
+"""Inputs this large get a progress bar on a terminal."""
+
+
+def _chunk_size(buffers: int) -> int:
+    """Bytes per chunk when ``buffers`` chunk-sized buffers must fit in :data:`STREAM_BUFFER_BYTES`."""
+    return max(16 << 10, min(1 << 20, STREAM_BUFFER_BYTES // buffers)) // 4096 * 4096
+
+
+class _PrivateFiles:
+    """Output files readable by their owner only, written under temporary names and renamed when complete.
+
+    The temporary name ``.NAME.XXXXXXXX.part`` sits in NAME's directory and never ends in
+    ``.NNN``, so an interrupted run leaves nothing that looks like a share; on an error or
+    Ctrl-C the temporary files are removed.
+    """
+
+    def __init__(self, paths: Sequence[str], force: bool) -> None:
+        self.paths = list(paths)
+        self.force = force
+        self.fds: list[int] = []
+        self.temps: list[str] = []
+
+    def __enter__(self) -> _PrivateFiles:
+        for path in self.paths:
+            directory, base = os.path.split(os.path.abspath(path))
+            try:
+                fd, temp = tempfile.mkstemp(prefix=f".{base}.", suffix=".part", dir=directory)  # mode 0600
+            except OSError as exc:
+                raise CliError(f"cannot write {_q(path)}: {_why(exc)}") from None
+            self.fds.append(fd)
+            self.temps.append(temp)
+        return self
+
+    def write(self, i: int, data: memoryview) -> None:
+        fd = self.fds[i]
+        try:
+            while data.nbytes:
+                data = data[os.write(fd, data) :]
+        except OSError as exc:
+            raise CliError(f"cannot write {_q(self.paths[i])}: {_why(exc)}") from None
+
+    def commit(self) -> None:
+        """Close every file and move it to its name (refusing an existing one without ``--force``)."""
+        fds, self.fds = self.fds, []
+        for fd, path in zip(fds, self.paths, strict=True):
+            try:
+                os.close(fd)
+            except OSError as exc:
+                raise CliError(f"cannot write {_q(path)}: {_why(exc)}") from None
+        placed: list[str] = []
+        try:
+            for temp, path in zip(self.temps, self.paths, strict=True):
+                self._place(temp, path)
+                placed.append(path)
+        except BaseException:
+            for path in placed:  # all or nothing
+                _unlink_quietly(path)
+            raise
+        self.temps = []
+
+    def _place(self, temp: str, path: str) -> None:
+        try:
+            if self.force:
+                os.replace(temp, path)
+                return
+            try:
+                os.link(temp, path)  # fails if path appeared meanwhile
+            except FileExistsError:
+                raise CliError(f"{_q(path)} already exists; use --force to overwrite") from None
+            except OSError:  # a file system without hard links
+                if os.path.lexists(path):
+                    raise CliError(f"{_q(path)} already exists; use --force to overwrite") from None
+                os.rename(temp, path)
+                return
+            os.unlink(temp)
+        except OSError as exc:
+            raise CliError(f"cannot write {_q(path)}: {_why(exc)}") from None
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        for temp in self.temps:
+            _unlink_quietly(temp)
+
+
+def _unlink_quietly(path: str) -> None:
     try:
-        fd = os.open(path, flags, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class _Progress:
+    """A progress bar on stderr, drawn only on a terminal, for :data:`PROGRESS_MIN_BYTES` and more, without -q."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str, total: int, quiet: bool) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.enabled = not quiet and total >= PROGRESS_MIN_BYTES and sys.stderr.isatty()
+        self.drawn = False
+        self.last = 0.0
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def advance(self, nbytes: int) -> None:
+        self.done += nbytes
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.1 and self.done < self.total:
+            return
+        self.last = now
+        frac = min(1.0, self.done / self.total)
+        fill = int(frac * self.WIDTH)
+        bar = "#" * fill + "." * (self.WIDTH - fill)
+        mib = 1 << 20
+        sys.stderr.write(f"\r{PROG} {self.label} [{bar}] {frac:4.0%} {self.done // mib}/{self.total // mib} MiB")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.drawn:  # end the bar's line, so what follows starts on its own
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _regular_size(fileobj: Any) -> int:
+    """The size of a regular file, 0 for a pipe, terminal or anything else."""
+    try:
+        st = os.fstat(fileobj.fileno())
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return 0
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+
+
+def _fill(reader: Any, buf: memoryview, path: str) -> int:
+    """Read into ``buf`` until it is full or the input ends; a read error is a :class:`CliError`."""
+    try:
+        return _read_full(reader, buf)
     except OSError as exc:
-        raise CliError(f"cannot write {_q(path)}: {exc.strerror or type(exc).__name__}") from None
+        raise CliError(f"cannot read {_q(path)}: {_why(exc)}") from None
+
+
+def _open_reader(path: str) -> Any:
+    """An unbuffered binary reader of ``path`` (the caller closes it), or stdin's for ``-``."""
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb", buffering=0)  # closed by the caller
+    except OSError as exc:
+        raise CliError(f"cannot read {_q(path)}: {_why(exc)}") from None
 
 
 # -- split ------------------------------------------------------------------------------
@@ -149,21 +314,60 @@ def cmd_split(args: argparse.Namespace) -> int:
     check_k_n(args.k, args.n)
     names = [f"{stem}.{x:03d}" for x in range(1, args.n + 1)]
     _refuse_existing(names, args.force)
-    secret = _read_input(args.file)
-    if not secret:
-        raise CliError(f"input {_q(args.file)} is empty; there is nothing to split")
     if args.format == "rtss":
-        hash_name = args.hash or "sha256"
-        encoded = rtss.rtss_split(secret, args.k, args.n, hash=hash_name)
-        for name, share in zip(names, encoded, strict=True):
-            _write_private(name, share, args.force)
-        print(f"wrote {args.n} RTSS shares {names[0]} ... {names[-1]} (any {args.k} rebuild it; hash {hash_name})")
-        return 0
-    shares = mpss_fast.split(secret, args.k, args.n, poly=poly)
-    for name, share in zip(names, shares, strict=True):
-        _write_private(name, share[1:], args.force)
+        return _split_rtss(args, names)
+    reader = _open_reader(args.file)
+    try:
+        _split_gfsplit(args, poly, names, reader)
+    finally:
+        if reader is not sys.stdin.buffer:
+            reader.close()
     print(f"wrote {args.n} shares {names[0]} ... {names[-1]} (any {args.k} rebuild it; poly {_POLY_NAMES[poly]})")
     return 0
+
+
+def _split_rtss(args: argparse.Namespace, names: list[str]) -> int:
+    secret = _read_input(args.file, rtss.MAX_DATA_BYTES + 1)  # RTSS shares are small by definition
+    if not secret:
+        raise CliError(f"input {_q(args.file)} is empty; there is nothing to split")
+    hash_name = args.hash or "sha256"
+    encoded = rtss.rtss_split(secret, args.k, args.n, hash=hash_name)
+    with _PrivateFiles(names, args.force) as files:
+        for i, share in enumerate(encoded):
+            files.write(i, memoryview(share))
+        files.commit()
+    print(f"wrote {args.n} RTSS shares {names[0]} ... {names[-1]} (any {args.k} rebuild it; hash {hash_name})")
+    return 0
+
+
+def _split_gfsplit(args: argparse.Namespace, poly: int, names: list[str], reader: Any) -> None:
+    """Stream the secret through a :class:`SplitStream` into the share files, a chunk at a time."""
+    chunk = _chunk_size(args.n + args.k)
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    outs = [bytearray(chunk) for _ in names]
+    out_views = [memoryview(o) for o in outs]
+    try:
+        got = _fill(reader, view, args.file)
+        if not got:
+            raise CliError(f"input {_q(args.file)} is empty; there is nothing to split")
+        with (
+            SplitStream(args.k, args.n, poly=poly) as stream,
+            _PrivateFiles(names, args.force) as files,
+            _Progress("split", _regular_size(reader), args.quiet) as progress,
+        ):
+            while got:
+                stream.update_into(view[:got], out_views)
+                for i, out in enumerate(out_views):
+                    files.write(i, out[:got])
+                progress.advance(got)
+                got = _fill(reader, view, args.file)
+            stream.finish_into(out_views)  # nothing is buffered without an rng
+            files.commit()
+    finally:
+        buf[:] = bytes(chunk)
+        for o in outs:
+            o[:] = bytes(chunk)
 
 
 # -- combine ----------------------------------------------------------------------------
@@ -177,8 +381,8 @@ def _share_x(path: str) -> tuple[str, int]:
     return path[: match.start()], int(match.group(1))
 
 
-def _load_shares(paths: Sequence[str]) -> tuple[list[bytes], set[str]]:
-    """The ``x || y`` shares of ``paths`` and the set of their stems; names are checked before any read."""
+def _share_names(paths: Sequence[str]) -> tuple[dict[int, str], set[str]]:
+    """{x: path} and the set of stems of gfsplit share files; checked before any file is opened."""
     seen: dict[int, str] = {}
     stems: set[str] = set()
     for path in paths:
@@ -187,17 +391,7 @@ def _load_shares(paths: Sequence[str]) -> tuple[list[bytes], set[str]]:
             raise CliError(f"share files {_q(seen[x])} and {_q(path)} both have x = {x}")
         seen[x] = path
         stems.add(stem)
-    shares: list[bytes] = []
-    for x, path in seen.items():
-        data = _read_file(path)
-        if not data:
-            raise CliError(f"share file {_q(path)} is empty")
-        if shares and len(data) != len(shares[0]) - 1:
-            raise CliError(
-                f"share files differ in length: {_q(paths[0])} is {len(shares[0]) - 1} bytes, {_q(path)} is {len(data)}"
-            )
-        shares.append(bytes([x]) + data)
-    return shares, stems
+    return seen, stems
 
 
 def _load_rtss_shares(paths: Sequence[str]) -> tuple[list[RtssShare], set[str]]:
@@ -208,7 +402,7 @@ def _load_rtss_shares(paths: Sequence[str]) -> tuple[list[RtssShare], set[str]]:
         match = _SUFFIX.search(path)
         stems.add("" if match is None else path[: match.start()])
         try:
-            shares.append(RtssShare.decode(_read_file(path)))
+            shares.append(RtssShare.decode(_read_file(path, rtss.HEADER_BYTES + rtss.MAX_DATA_BYTES + 2)))
         except mpss_fast.ShareError as exc:
             raise CliError(f"share file {_q(path)} is not an RTSS share: {exc}") from None
     return shares, stems
@@ -223,26 +417,138 @@ def _default_output(stems: set[str]) -> str:
     return stem
 
 
+def _looks_like_rtss(readers: Sequence[Any], sizes: Sequence[int]) -> bool:
+    """Whether the files all carry one RTSS header (same identifier, hash, threshold; Share Length = size - 20).
+
+    Raw gfsplit shares of one secret differ from their first byte on, so two of them
+    carrying the same valid 20-byte header happens with probability about 2^-160.
+    """
+    headers = set()
+    for reader, size in zip(readers, sizes, strict=True):
+        if size < rtss.HEADER_BYTES + 2:
+            return False
+        try:
+            head = os.pread(reader.fileno(), rtss.HEADER_BYTES, 0)
+        except OSError:
+            return False
+        headers.add(head)
+        if len(headers) > 1:
+            return False
+    head = headers.pop()
+    hash_id, threshold, length = head[16], head[17], int.from_bytes(head[18:20], "big")
+    return hash_id in rtss.HASH_IDS.values() and 2 <= threshold <= 255 and length == sizes[0] - rtss.HEADER_BYTES
+
+
 def cmd_combine(args: argparse.Namespace) -> int:
-    """Rebuild the secret from share files; x comes from each file name."""
+    """Rebuild the secret from share files; x comes from each file name (gfsplit) or each share (rtss)."""
     poly = _parse_poly(args.poly)
     _check_format(args, poly)
     if args.format == "rtss":
-        decoded, stems = _load_rtss_shares(args.files)
-    else:
-        shares, stems = _load_shares(args.files)
+        return _combine_rtss(args, args.files)
+    by_x, stems = _share_names(args.files)
+    readers: list[Any] = []
+    try:
+        for path in by_x.values():
+            readers.append(_open_reader(path))
+        sizes = [_regular_size(r) for r in readers]
+        paths = list(by_x.values())
+        if len(paths) >= 2 and all(sizes) and _looks_like_rtss(readers, sizes):
+            if poly != POLY_AES:
+                raise CliError(
+                    f"{_q(paths[0])} and the others are RTSS shares (draft-mcgrew-tss, AES field); "
+                    "combine them with --format rtss, without --poly"
+                )
+            return _combine_rtss(args, args.files)
+        for path, size in zip(paths, sizes, strict=True):
+            if size == 0 and os.path.isfile(path):
+                raise CliError(f"share file {_q(path)} is empty")
+            if size != sizes[0]:
+                raise CliError(
+                    f"share files differ in length: {_q(paths[0])} is {sizes[0]} bytes, {_q(path)} is {size}"
+                )
+        if len(paths) < 2:
+            raise CliError(f"need at least 2 share files to combine, got {len(paths)}")
+        output = args.output if args.output is not None else _default_output(stems)
+        if output != "-":
+            _refuse_existing([output], args.force)
+        _combine_gfsplit(args, poly, by_x, readers, output, sizes[0])
+    finally:
+        for reader in readers:
+            reader.close()
+    return 0
+
+
+def _combine_gfsplit(
+    args: argparse.Namespace, poly: int, by_x: dict[int, str], readers: list[Any], output: str, size: int
+) -> None:
+    """Stream the share files through a :class:`CombineStream` into OUT (or stdout), a chunk at a time."""
+    paths = list(by_x.values())
+    chunk = _chunk_size(len(readers) + 1)
+    bufs = [bytearray(chunk) for _ in readers]
+    views = [memoryview(b) for b in bufs]
+    out = bytearray(chunk)
+    out_view = memoryview(out)
+    stream = CombineStream(list(by_x), poly=poly)
+    files = _PrivateFiles([] if output == "-" else [output], args.force)
+    try:
+        with files, _Progress("combine", size, args.quiet) as progress:
+            while True:
+                counts = [_fill(r, v, p) for r, v, p in zip(readers, views, paths, strict=True)]
+                if min(counts) != max(counts):
+                    short = paths[counts.index(min(counts))]
+                    raise CliError(
+                        f"share files differ in length: {_q(short)} ended after {stream.position + min(counts)} bytes"
+                    )
+                got = counts[0]
+                if not got:
+                    break
+                stream.update_into([v[:got] for v in views], out_view)
+                if output == "-":
+                    _write_stdout(out_view[:got])
+                else:
+                    files.write(0, out_view[:got])
+                progress.advance(got)
+            if stream.position == 0:
+                raise CliError(f"share file {_q(paths[0])} is empty")
+            if output == "-":
+                sys.stdout.buffer.flush()
+            else:
+                files.commit()
+    finally:
+        for b in bufs:
+            b[:] = bytes(chunk)
+        out[:] = bytes(chunk)
+
+
+def _write_stdout(data: memoryview) -> None:
+    try:
+        sys.stdout.buffer.write(data)
+    except OSError as exc:
+        raise CliError(f"cannot write to stdout: {_why(exc)}") from None
+
+
+def _combine_rtss(args: argparse.Namespace, paths: Sequence[str]) -> int:
+    """Combine RTSS share files; a share the hash check routes around is named on stderr."""
+    decoded, stems = _load_rtss_shares(paths)
     output = args.output if args.output is not None else _default_output(stems)
     if output != "-":
         _refuse_existing([output], args.force)
-    if args.format == "rtss":
-        secret = rtss._combine(decoded, [_q(path) for path in args.files], rtss._engine(None))
-    else:
-        secret = mpss_fast.combine(shares, poly=poly)
+    labels = [_q(path) for path in paths]
+    used: list[int] = []
+    secret = rtss._combine(decoded, labels, rtss._engine(None), used=used)
+    for i in rtss._inconsistent_shares(decoded, used, secret):
+        print(
+            f"{PROG}: warning: share file {labels[i]} is corrupt (the hash check fails with it); "
+            "the secret was rebuilt from the other files",
+            file=sys.stderr,
+        )
     if output == "-":
-        sys.stdout.buffer.write(secret)
+        _write_stdout(memoryview(secret))
         sys.stdout.buffer.flush()
     else:
-        _write_private(output, secret, args.force)
+        with _PrivateFiles([output], args.force) as files:
+            files.write(0, memoryview(secret))
+            files.commit()
     return 0
 
 
@@ -454,6 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", metavar="STEM", help="stem of the share files (default: FILE)")
     p.add_argument("--force", action="store_true", help="overwrite existing share files")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown on a terminal from 64 MiB)")
     p.add_argument("file", metavar="FILE", help="the secret; - for stdin")
     p.set_defaults(func=cmd_split)
 
@@ -462,6 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="gfsplit", help=format_help)
     p.add_argument("-o", "--output", metavar="OUT", help="output file, - for stdout (default: the files' stem)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown on a terminal from 64 MiB)")
     p.add_argument("files", metavar="FILE.NNN", nargs="+", help="share files; x is the .NNN suffix (gfsplit)")
     p.set_defaults(func=cmd_combine)
 

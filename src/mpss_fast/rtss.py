@@ -193,8 +193,13 @@ def rtss_combine(shares: Iterable[Any], *, engine: Engine | None = None) -> byte
     return _combine(decoded, [f"shares[{i}]" for i in range(len(decoded))], _engine(engine))
 
 
-def _combine(shares: Sequence[RtssShare], labels: Sequence[str], engine: Engine) -> bytes:
-    """:func:`rtss_combine` of decoded shares; ``labels`` name them in error messages."""
+def _combine(
+    shares: Sequence[RtssShare], labels: Sequence[str], engine: Engine, *, used: list[int] | None = None
+) -> bytes:
+    """:func:`rtss_combine` of decoded shares; ``labels`` name them in error messages.
+
+    ``used``, when given, receives the positions in ``shares`` of the subset that rebuilt the secret.
+    """
     if not shares:
         raise ShareError("no shares given")
     first = shares[0]
@@ -220,6 +225,8 @@ def _combine(shares: Sequence[RtssShare], labels: Sequence[str], engine: Engine)
         raise ShareError(f"need at least {k} shares (the threshold), got {len(distinct)}{duplicates}")
     name, hasher, digest_size = _HASHES[first.hash_id]
     if hasher is None:
+        if used is not None:
+            used.extend(_positions(shares, distinct[:k]))
         return _interpolate(engine, distinct[:k])
     tried = 0
     for subset in itertools.islice(itertools.combinations(distinct, k), MAX_SUBSETS):
@@ -227,6 +234,8 @@ def _combine(shares: Sequence[RtssShare], labels: Sequence[str], engine: Engine)
         data = _interpolate(engine, subset)
         secret, digest = data[: len(data) - digest_size], data[len(data) - digest_size :]
         if hmac.compare_digest(hasher(secret).digest(), digest):
+            if used is not None:
+                used.extend(_positions(shares, subset))
             return secret
     total = math.comb(len(distinct), k)
     if total == 1:
@@ -237,6 +246,35 @@ def _combine(shares: Sequence[RtssShare], labels: Sequence[str], engine: Engine)
         f"the {name} check fails for {scope}: a share is corrupt, or shares of different secrets carry the same "
         "identifier"
     )
+
+
+def _positions(shares: Sequence[RtssShare], subset: Sequence[RtssShare]) -> list[int]:
+    return [i for i, share in enumerate(shares) if any(share is chosen for chosen in subset)]
+
+
+def _inconsistent_shares(shares: Sequence[RtssShare], used: Sequence[int], secret: bytes) -> list[int]:
+    """Positions of the shares not in ``used`` that disagree with the verified ``secret``.
+
+    Each one is interpolated with ``threshold - 1`` shares of the verified subset; it is
+    consistent iff that rebuilds ``secret`` and its hash. Without a hash nothing was
+    verified, so nothing is reported.
+    """
+    if not used:
+        return []
+    first = shares[used[0]]
+    _, hasher, _ = _HASHES[first.hash_id]
+    if hasher is None:
+        return []
+    data = secret + hasher(secret).digest()
+    base = [shares[i] for i in used[: first.threshold - 1]]
+    used_indices = {shares[i].index for i in used}
+    bad = []
+    for i, share in enumerate(shares):
+        if i in used or share.index in used_indices:  # same index as a used share: checked equal already
+            continue
+        if not hmac.compare_digest(_interpolate(_DEFAULT_ENGINE, [*base, share]), data):
+            bad.append(i)
+    return bad
 
 
 def _interpolate(engine: Engine, subset: Sequence[RtssShare]) -> bytes:
