@@ -5,7 +5,10 @@ same machine conditions; the figure reported is the median round. A round repeat
 call back to back for about 2 ms, so figures are for warm calls. Next to the native
 tiers (:data:`mpss_fast.KERNELS`) and the pure backend, every case also times a plain
 memory copy (``numpy.copyto``) of the same number of bytes, as a yardstick of what the
-machine can move. With ``peers=True`` other Shamir implementations join the cases they
+machine can move, and this machine's **floor** for the case's work (:class:`FloorWork`:
+plain C loops in the ``mpss_fast._floor`` extension that read and write exactly the bytes
+the workload must), so each engine figure is also quoted as a fraction of its floor
+measured in the same rounds. With ``peers=True`` other Shamir implementations join the cases they
 can run: ``galois`` (field arrays, vectorized over all bytes), PyPI ``tss`` and
 pycryptodome's ``Shamir`` (16-byte secrets only). The machine may be shared and noisy:
 compare ratios from one run, not figures from different runs. The pytest-benchmark suite
@@ -24,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
+from types import ModuleType
 from typing import Any, Literal, Protocol, TextIO
 
 import numpy as np
@@ -50,6 +54,15 @@ MIN_ROUND_S = 0.002
 MAX_CALLS = 10_000
 K, N = 3, 5
 MIN_ROUNDS = 3
+LARGE_SPLIT = 64 * MIB
+"""The default run adds a split of this size into preallocated buffers (the DRAM-bound case)."""
+LARGE_MAX_CALL_S = 0.1
+"""In that case, a contender whose call takes longer than this is left out (pure, the scalar tiers)."""
+FLOOR_ALIGN = 64
+"""Alignment of the floor's buffers: the widest vector, so its streaming stores can run."""
+FLOOR = "floor"
+FLOOR_NT = "floor-nt"
+"""Contender labels of the floor loops, ordinary and non-temporal (streaming) stores."""
 PLOT_HINT = "install mpss-fast[bench] (or pip install matplotlib)"
 
 Call = Callable[[], object]
@@ -279,6 +292,84 @@ class Workload(Protocol):
         """The call that does this case's work with ``peer``; None if it cannot."""
         ...
 
+    def floor_shape(self) -> tuple[Literal["store", "xor"], int, int] | None:
+        """``("store", n, nbytes)``: read nbytes, write n copies; ``("xor", k, nbytes)``: k in, 1 out; or None."""
+        ...
+
+
+# -- the floor --------------------------------------------------------------------------
+
+
+def load_floor() -> tuple[ModuleType | None, str]:
+    """The floor extension ``mpss_fast._floor`` and a status line: its instruction set, or why there is none."""
+    try:
+        from . import _floor
+    except ImportError as exc:
+        return None, (
+            f"not available ({exc}; an extension-less build such as MPSS_FAST_PUREPYTHON=1): "
+            "figures are printed without fractions of the floor"
+        )
+    stores = "ordinary and streaming stores" if _floor.has_streaming() else "ordinary stores"
+    return _floor, f"C loops on {_floor.ISA} ({stores}), timed in the same rounds as the engine"
+
+
+def _aligned_buffer(nbytes: int, fill: np.ndarray | None = None) -> np.ndarray:
+    """A touched 1-D uint8 array of ``nbytes`` at a :data:`FLOOR_ALIGN`-byte boundary, zeros or a copy of ``fill``."""
+    raw = np.zeros(nbytes + FLOOR_ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % FLOOR_ALIGN
+    buf = raw[start : start + nbytes]
+    if fill is not None:
+        np.copyto(buf, fill.reshape(-1))
+    return buf
+
+
+class FloorWork:
+    """The floor of one case: the least memory work it must do, as a C loop on its own buffers of the same shape.
+
+    ``store`` (split): read the ``nbytes`` of secret once and write them to ``n`` outputs
+    of the same size. ``xor`` (combine, ``xor_into``, ``reencrypt_into``): read ``k``
+    inputs of ``nbytes`` and write their XOR to one output. The buffers are allocated and
+    touched here, once; each loop runs with ordinary stores and, where the CPU has them,
+    non-temporal (streaming) ones, and :meth:`check` reads the outputs back, so the loop
+    cannot be a no-op.
+    """
+
+    def __init__(self, floor: ModuleType, kind: Literal["store", "xor"], streams: int, nbytes: int) -> None:
+        self.kind, self.streams, self.nbytes = kind, streams, nbytes
+        self.isa: str = floor.ISA
+        self.streaming: bool = bool(floor.has_streaming())
+        if kind == "store":
+            self.inputs = [_aligned_buffer(nbytes, _urandom_array(nbytes))]
+            self.outputs = [_aligned_buffer(nbytes) for _ in range(streams)]
+            loop = partial(floor.Store, self.inputs[0], self.outputs)
+        else:
+            self.inputs = [_aligned_buffer(nbytes, _urandom_array(nbytes)) for _ in range(streams)]
+            self.outputs = [_aligned_buffer(nbytes)]
+            loop = partial(floor.Xor, self.inputs, self.outputs[0])
+        self.calls: dict[str, Call] = {FLOOR: loop()}
+        if self.streaming:
+            self.calls[FLOOR_NT] = loop(streaming=True)
+
+    def describe(self) -> str:
+        """What the loop does, e.g. ``read 1 MiB once, write 5 x 1 MiB``."""
+        size = format_size(self.nbytes)
+        if self.kind == "store":
+            return f"read {size} once, write {self.streams} x {size}"
+        return f"read {self.streams} x {size}, write their XOR ({size})"
+
+    def check(self) -> None:
+        """Clear the outputs, run each loop once, and compare with numpy: a floor that skipped work would fail."""
+        if self.kind == "store":
+            expected = self.inputs[0]
+        else:
+            expected = np.bitwise_xor.reduce(np.stack(self.inputs), axis=0)
+        for label, call in self.calls.items():
+            for out in self.outputs:
+                out.fill(0)
+            call()
+            if not all(np.array_equal(out, expected) for out in self.outputs):
+                raise RuntimeError(f"the {label} loop ({self.kind}, {self.isa}) wrote wrong bytes")
+
 
 class SplitArray:
     """``split_array`` of ``m`` secrets of ``length`` bytes into a reused ``out=`` array, randomness included."""
@@ -293,6 +384,9 @@ class SplitArray:
 
     def peer_call(self, peer: Peer) -> Call | None:
         return peer.split_call(self.secrets, self.k, self.n)
+
+    def floor_shape(self) -> tuple[Literal["store", "xor"], int, int] | None:
+        return ("store", self.n, self.secrets.nbytes)
 
 
 class CombineArray:
@@ -313,6 +407,9 @@ class CombineArray:
     def peer_call(self, peer: Peer) -> Call | None:
         return peer.combine_call(self.secrets, self.k, self.n)
 
+    def floor_shape(self) -> tuple[Literal["store", "xor"], int, int] | None:
+        return ("xor", self.k, self.secrets.nbytes)
+
 
 class XorInto:
     """``xor_into(a, b, out)`` of two buffers (a one-time-pad step)."""
@@ -325,6 +422,9 @@ class XorInto:
 
     def peer_call(self, peer: Peer) -> Call | None:
         return None
+
+    def floor_shape(self) -> tuple[Literal["store", "xor"], int, int] | None:
+        return ("xor", 2, len(self.out))
 
 
 class ReencryptInto:
@@ -340,6 +440,9 @@ class ReencryptInto:
     def peer_call(self, peer: Peer) -> Call | None:
         return None
 
+    def floor_shape(self) -> tuple[Literal["store", "xor"], int, int] | None:
+        return ("xor", 3, len(self.out))
+
 
 class SplitOne:
     """One ``split()`` of a short key: the per-call cost (validation, randomness, result bytes)."""
@@ -352,6 +455,9 @@ class SplitOne:
 
     def peer_call(self, peer: Peer) -> Call | None:
         return None
+
+    def floor_shape(self) -> tuple[Literal["store", "xor"], int, int] | None:
+        return None  # a per-call cost, not a memory stream
 
 
 @dataclass(frozen=True)
@@ -369,6 +475,10 @@ class Case:
     """Quote µs per call rather than GB/s (for short single calls)."""
     peers: PeerUse = "none"
     """Which peers join: none, the vectorized ones (bulk) or all."""
+    pure: bool = True
+    """Whether the pure backend joins."""
+    max_call_s: float | None = None
+    """Leave out an engine or peer whose (warm) call takes longer than this."""
 
     @property
     def unit(self) -> str:
@@ -391,11 +501,20 @@ def format_size(nbytes: int) -> str:
 
 
 def default_cases(
-    sizes: Sequence[int] = DEFAULT_SIZES, *, keys: int = BULK_KEYS, peers: bool = False, k: int = K, n: int = N
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    *,
+    keys: int = BULK_KEYS,
+    peers: bool = False,
+    k: int = K,
+    n: int = N,
+    large: int | None = None,
 ) -> list[Case]:
     """Split/combine/xor_into/reencrypt_into per size, bulk 32-byte keys, one ``split()`` of a key.
 
-    With ``peers``, two cases of ``PEER_KEYS`` 16-byte keys that every peer can run.
+    With ``peers``, two cases of ``PEER_KEYS`` 16-byte keys that every peer can run. With
+    ``large`` (``mpss bench`` without ``--sizes``: :data:`LARGE_SPLIT`), a split of that
+    size into preallocated buffers, without pure and without any contender slower than
+    :data:`LARGE_MAX_CALL_S` a call.
     """
     kn = f"k={k} n={n}"
     cases = []
@@ -403,6 +522,10 @@ def default_cases(
         name = format_size(size)
         cases.append(Case("split", f"split {name} {kn}", size, partial(SplitArray, 1, size, k, n), peers="bulk"))
         cases.append(Case("combine", f"combine {name} k={k}", size, partial(CombineArray, 1, size, k, n), peers="bulk"))
+    if large is not None and large not in sizes:
+        big = partial(SplitArray, 1, large, k, n)
+        label = f"split {format_size(large)} {kn}"
+        cases.append(Case("split", label, large, big, pure=False, max_call_s=LARGE_MAX_CALL_S))
     batches: list[tuple[int, int, PeerUse]] = [(keys, KEY_BYTES, "bulk")]
     if peers:
         batches.append((PEER_KEYS, PEER_KEY_BYTES, "all"))
@@ -495,6 +618,10 @@ class Result:
     """Pure's median time / this one: the speed-up over the pure-Python fallback."""
     vs_copy: float | None = None
     """Copy's median time / this one: the fraction of memory-copy speed (1 = as fast as a copy)."""
+    vs_floor: float | None = None
+    """The floor's median time / this one: the fraction of this machine's floor for the case (1 = at the floor)."""
+    detail: str | None = None
+    """For the ``floor`` row: what its loop does, the instruction set and which stores were faster."""
 
 
 def contenders(tiers: Iterable[str] | None = None, pure: bool = True) -> list[tuple[str, Engine]]:
@@ -524,33 +651,74 @@ def _calls_per_round(call: Call) -> int:
     return max(1, min(MAX_CALLS, math.ceil(MIN_ROUND_S / max(once, 1e-9))))
 
 
-def _calls(case: Case, engines: Sequence[tuple[str, Engine]], peers: Sequence[Peer]) -> list[tuple[str, Call]]:
-    """Every contender's call for ``case``: engines, the peers it admits, and the copy."""
+def _calls(
+    case: Case, engines: Sequence[tuple[str, Engine]], peers: Sequence[Peer], floor: ModuleType | None
+) -> tuple[list[tuple[str, Call]], FloorWork | None]:
+    """Every contender's call for ``case``: engines, the peers it admits, the floor loops and the copy."""
     work = case.make()
-    calls = [(label, work.engine_call(engine)) for label, engine in engines]
+    calls = [(label, work.engine_call(engine)) for label, engine in engines if case.pure or label != "pure"]
     for peer in peers:
         call = work.peer_call(peer) if case.admits(peer) else None
         if call is not None:
             calls.append((peer.name, call))
+    shape = work.floor_shape() if floor is not None else None
+    floor_work = None
+    if floor is not None and shape is not None:
+        floor_work = FloorWork(floor, *shape)
+        floor_work.check()
+        calls.extend(floor_work.calls.items())
     calls.append(("copy", _copy_call(case)))
-    return calls
+    return calls, floor_work
+
+
+def _yardstick(label: str) -> bool:
+    return label in (FLOOR, FLOOR_NT, "copy")
 
 
 def time_case(
-    case: Case, engines: Sequence[tuple[str, Engine]], peers: Sequence[Peer] = (), rounds: int = 15
+    case: Case,
+    engines: Sequence[tuple[str, Engine]],
+    peers: Sequence[Peer] = (),
+    rounds: int = 15,
+    floor: ModuleType | None = None,
 ) -> list[Result]:
-    """Time ``case`` on every contender, interleaved round by round, and relate each to pure and copy."""
-    calls = _calls(case, engines, peers)
+    """Time ``case`` on every contender, interleaved round by round, and relate each to pure, copy and the floor.
+
+    With ``floor`` (the ``mpss_fast._floor`` module) the case's floor loops run as
+    contenders too; the faster of ordinary and streaming stores is the floor, reported
+    as the contender ``floor``.
+    """
+    calls, floor_work = _calls(case, engines, peers, floor)
     for _, call in calls:
         call()  # warm up: first-touch page faults, lazily built tables, JIT compilation
     repeats = [_calls_per_round(call) for _, call in calls]
+    if case.max_call_s is not None:  # one more warm call, timed alone
+        slow = {label for label, call in calls if not _yardstick(label) and _time_round(call, 1) > case.max_call_s}
+        kept = [i for i, (label, _) in enumerate(calls) if label not in slow]
+        calls, repeats = [calls[i] for i in kept], [repeats[i] for i in kept]
     times: list[list[float]] = [[] for _ in calls]
     for _ in range(rounds):
         for (_, call), repeat, series in zip(calls, repeats, times, strict=True):
             series.append(_time_round(call, repeat) / repeat)
+    if floor_work is not None:
+        floor_work.check()  # the outputs are read back after the timed rounds too
     medians = {label: statistics.median(series) for (label, _), series in zip(calls, times, strict=True)}
+    calls_of = {label: repeat for (label, _), repeat in zip(calls, repeats, strict=True)}
+    detail = None
+    if floor_work is not None:
+        ordinary, streamed = medians.pop(FLOOR), medians.pop(FLOOR_NT, None)
+        if streamed is None:
+            best, stores = ordinary, "ordinary stores"
+        else:
+            nt = streamed < ordinary
+            best, other = (streamed, ordinary) if nt else (ordinary, streamed)
+            kind, other_kind = ("streaming", "ordinary") if nt else ("ordinary", "streaming")
+            stores = f"{kind} stores ({other_kind}: {short_number(case.nbytes / other / 1e9)} GB/s)"
+            calls_of[FLOOR] = calls_of[FLOOR_NT if nt else FLOOR]
+        detail = f"{floor_work.describe()}; {floor_work.isa}, {stores}"
+        medians = {**{k: v for k, v in medians.items() if k != "copy"}, FLOOR: best, "copy": medians["copy"]}
     results = []
-    for (label, median), repeat in zip(medians.items(), repeats, strict=True):
+    for label, median in medians.items():
         results.append(
             Result(
                 op=case.op,
@@ -558,16 +726,21 @@ def time_case(
                 engine=label,
                 nbytes=case.nbytes,
                 keys=case.keys,
-                calls=repeat,
+                calls=calls_of[label],
                 median_s=median,
                 gb_per_s=case.nbytes / median / 1e9,
                 keys_per_s=case.keys / median if case.keys > 1 else None,
                 us_per_call=median * 1e6 if case.per_call else None,
                 vs_pure=medians["pure"] / median if "pure" in medians else None,
                 vs_copy=medians["copy"] / median,
+                vs_floor=medians[FLOOR] / median if FLOOR in medians else None,
+                detail=detail if label == FLOOR else None,
             )
         )
     return results
+
+
+_AUTO: Any = object()
 
 
 def run(
@@ -576,15 +749,21 @@ def run(
     peers: Sequence[Peer] = (),
     rounds: int = 15,
     progress: Callable[[int, int, str], None] | None = None,
+    floor: ModuleType | None = _AUTO,
 ) -> list[Result]:
-    """Time every case (default :func:`default_cases`); ``progress(i, total, label)`` before each."""
+    """Time every case (default :func:`default_cases`); ``progress(i, total, label)`` before each.
+
+    ``floor``: the floor module (default: :func:`load_floor`'s; None: no floor, no fractions).
+    """
     cases = default_cases(peers=bool(peers)) if cases is None else cases
     engines = contenders() if engines is None else engines
+    if floor is _AUTO:
+        floor = load_floor()[0]
     results: list[Result] = []
     for i, case in enumerate(cases, 1):
         if progress:
             progress(i, len(cases), case.label)
-        results.extend(time_case(case, engines, peers, rounds))
+        results.extend(time_case(case, engines, peers, rounds, floor))
     return results
 
 
@@ -650,7 +829,7 @@ def _matrix(
 ) -> list[str]:
     """A text matrix: a row per case, a column per contender (less ``skip``), each cell ``cell(result)``."""
     seen = [c for c in dict.fromkeys(r.engine for r in results) if c not in set(skip)]
-    columns = sorted(seen, key=lambda c: c == "copy")  # tiers, pure, peers, then the copy
+    columns = sorted(seen, key=lambda c: {FLOOR: 1, "copy": 2}.get(c, 0))  # tiers, pure, peers, floor, copy
     by_case: dict[str, dict[str, Result]] = {}
     for r in results:
         by_case.setdefault(r.case, {})[r.engine] = r
@@ -666,17 +845,29 @@ def _matrix(
     return lines
 
 
-def format_table(results: Sequence[Result]) -> str:
-    """Three text matrices: throughput, speed-up over pure, and fraction of memory-copy speed."""
+def format_table(results: Sequence[Result], floor_status: str | None = None) -> str:
+    """Text matrices: throughput, fraction of the floor, speed-up over pure, fraction of memory-copy speed.
+
+    ``floor_status`` (from :func:`load_floor`) heads the floor part; without floor
+    results it says why there are no fractions.
+    """
     lines = ["throughput (GB/s of secret; keys/s; us per call: lower is better)"]
     lines += _matrix(results, lambda r: short_number(figure(r)), unit=True)
+    floors = [r for r in results if r.engine == FLOOR]
+    lines += ["", f"floor: {floor_status}" if floor_status else "floor:"]
+    if floors:
+        lines += [f"  {r.case}: {r.detail}" for r in floors]
+        lines += ["", "fraction of the floor (the floor's median time in the same rounds / this time: 1 = at it)"]
+        lines += _matrix(results, lambda r: "-" if r.vs_floor is None else f"{r.vs_floor:.2f}", skip=(FLOOR, "copy"))
+    elif not floor_status:
+        lines[-1] = "floor: not measured (no floor loops in this run): no fractions of the floor"
     if any(r.vs_pure is not None and r.engine not in ("pure", "copy") for r in results):
         lines += ["", "speed-up over pure (pure's time / this time)"]
         lines += _matrix(
-            results, lambda r: "-" if r.vs_pure is None else f"{short_number(r.vs_pure)}x", skip=("pure", "copy")
+            results, lambda r: "-" if r.vs_pure is None else f"{short_number(r.vs_pure)}x", skip=("pure", FLOOR, "copy")
         )
     lines += ["", "fraction of memory-copy speed (time of numpy.copyto of the same bytes / this time)"]
-    lines += _matrix(results, lambda r: "-" if r.vs_copy is None else short_number(r.vs_copy), skip=("copy",))
+    lines += _matrix(results, lambda r: "-" if r.vs_copy is None else short_number(r.vs_copy), skip=("copy", FLOOR))
     return "\n".join(lines)
 
 
@@ -702,10 +893,13 @@ def _round(value: object) -> object:
     return float(f"{value:.4g}") if isinstance(value, float) else value
 
 
-def report(results: Sequence[Result], rounds: int, peers: dict[str, str] | None = None) -> dict[str, Any]:
+def report(
+    results: Sequence[Result], rounds: int, peers: dict[str, str] | None = None, floor_status: str | None = None
+) -> dict[str, Any]:
     """The JSON document of ``mpss bench --json`` (described in docs/benchmarks.md)."""
     from . import KERNEL, __version__
 
+    floors = {r.case: {"detail": r.detail, "gb_per_s": _round(r.gb_per_s)} for r in results if r.engine == FLOOR}
     return {
         "mpss_fast": __version__,
         "kernels": list(native_tiers()),
@@ -713,6 +907,7 @@ def report(results: Sequence[Result], rounds: int, peers: dict[str, str] | None 
         "rounds": rounds,
         "machine": machine(),
         "peers": peers or {},
+        "floor": {"available": bool(floors), "status": floor_status, "cases": floors},
         "results": [{key: _round(value) for key, value in asdict(r).items()} for r in results],
     }
 

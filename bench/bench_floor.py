@@ -1,0 +1,91 @@
+"""This machine's floor for each workload of ``bench_sharing.py``, in the same benchmark groups.
+
+The floor loops of ``mpss_fast._floor`` (``csrc/mpss_floor.c``) do only the memory work a
+workload cannot avoid: a split reads the secret once and writes ``n`` shares of its size
+(``Store``); a combine reads ``k`` shares and writes one secret (``Xor`` of ``k``
+inputs); ``xor_into`` and ``reencrypt_into`` are the XOR of 2 and 3 inputs. Each runs
+with ordinary stores (contender ``floor``) and, where the CPU has them, non-temporal ones
+(``floor-nt``), on the widest instruction set this CPU runs, into buffers allocated and
+touched once. The group names are those of ``bench_sharing.py``, so the summary table
+shows the floor as one more column next to the tiers. Every benchmark checks the bytes
+its loop wrote (``FloorWork.check``), so a floor cannot be a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import pytest
+
+from bench.grid import BULK_KEYS, KEY_BYTES, KEY_SHAPE_PARAMS, SHAPE_PARAMS, SIZES, size_id
+from mpss_fast.benchmark import FLOOR, FLOOR_NT, FloorWork, format_size, load_floor
+
+Record = Callable[..., None]
+FLOOR_MODULE, FLOOR_STATUS = load_floor()
+SIZE_PARAMS = [pytest.param(size, id=size_id(size)) for size in SIZES]
+STREAMING = FLOOR_MODULE is not None and FLOOR_MODULE.has_streaming()
+STORES = [pytest.param(FLOOR, id="ordinary"), *([pytest.param(FLOOR_NT, id="streaming")] if STREAMING else [])]
+"""The store kinds this CPU has: ordinary, and non-temporal on x86."""
+
+
+def _run(
+    benchmark: Any, record: Record, label: str, kind: Literal["store", "xor"], streams: int, nbytes: int, keys: int = 1
+) -> None:
+    if FLOOR_MODULE is None:  # an extension-less build: MPSS_FAST_NO_SKIPS=1 (CI) makes this a failure
+        pytest.skip(f"mpss_fast._floor: {FLOOR_STATUS}")
+    work = FloorWork(FLOOR_MODULE, kind, streams, nbytes)
+    work.check()
+    benchmark(work.calls[label])
+    record(label, nbytes, keys)
+    work.check()
+
+
+@pytest.mark.parametrize("label", STORES)
+@pytest.mark.parametrize(("k", "n"), SHAPE_PARAMS)
+@pytest.mark.parametrize("size", SIZE_PARAMS)
+def bench_split_floor(benchmark: Any, record: Record, label: str, size: int, k: int, n: int) -> None:
+    """Read one secret once, write it to n outputs: the floor of split_array."""
+    benchmark.group = f"split {format_size(size)} k={k} n={n}"
+    _run(benchmark, record, label, "store", n, size)
+
+
+@pytest.mark.parametrize("label", STORES)
+@pytest.mark.parametrize(("k", "n"), SHAPE_PARAMS)
+@pytest.mark.parametrize("size", SIZE_PARAMS)
+def bench_combine_floor(benchmark: Any, record: Record, label: str, size: int, k: int, n: int) -> None:
+    """XOR of k share rows into one output: the floor of combine_array."""
+    benchmark.group = f"combine {format_size(size)} k={k} n={n}"
+    _run(benchmark, record, label, "xor", k, size)
+
+
+@pytest.mark.parametrize("label", STORES)
+@pytest.mark.parametrize("size", SIZE_PARAMS)
+def bench_xor_into_floor(benchmark: Any, record: Record, label: str, size: int) -> None:
+    """XOR of two buffers into a third: the floor of xor_into."""
+    benchmark.group = f"xor_into {format_size(size)}"
+    _run(benchmark, record, label, "xor", 2, size)
+
+
+@pytest.mark.parametrize("label", STORES)
+@pytest.mark.parametrize("size", SIZE_PARAMS)
+def bench_reencrypt_into_floor(benchmark: Any, record: Record, label: str, size: int) -> None:
+    """XOR of three buffers into a fourth: the floor of reencrypt_into."""
+    benchmark.group = f"reencrypt_into {format_size(size)}"
+    _run(benchmark, record, label, "xor", 3, size)
+
+
+@pytest.mark.parametrize("label", STORES)
+@pytest.mark.parametrize(("k", "n"), KEY_SHAPE_PARAMS)
+def bench_split_keys_floor(benchmark: Any, record: Record, label: str, k: int, n: int) -> None:
+    """The split floor at the shape of 100,000 32-byte keys: read 3.2 MB once, write n rows of it."""
+    benchmark.group = f"split {BULK_KEYS:,} x {KEY_BYTES} B keys k={k} n={n}"
+    _run(benchmark, record, label, "store", n, BULK_KEYS * KEY_BYTES, BULK_KEYS)
+
+
+@pytest.mark.parametrize("label", STORES)
+@pytest.mark.parametrize(("k", "n"), KEY_SHAPE_PARAMS)
+def bench_combine_keys_floor(benchmark: Any, record: Record, label: str, k: int, n: int) -> None:
+    """The combine floor at the shape of 100,000 32-byte keys: XOR of k rows of 3.2 MB."""
+    benchmark.group = f"combine {BULK_KEYS:,} x {KEY_BYTES} B keys k={k} n={n}"
+    _run(benchmark, record, label, "xor", k, BULK_KEYS * KEY_BYTES, BULK_KEYS)
