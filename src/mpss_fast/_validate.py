@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ._gf256 import POLYS
 from .exceptions import InputTypeError, ParameterError, ShareError
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where arrays are checked: a CLI run that needs none starts faster
 
 MAX_SHARES = 255
 MAX_SECRET_BYTES = 1 << 30  # 1 GiB
@@ -126,6 +127,8 @@ def equal_length_views(names: tuple[str, ...], *objs: Any) -> list[memoryview]:
 
 
 def _address_range(view: memoryview) -> tuple[int, int]:
+    import numpy as np
+
     start = np.frombuffer(view, dtype=np.uint8).__array_interface__["data"][0]
     return start, start + view.nbytes
 
@@ -196,6 +199,8 @@ def check_shares(shares: Any) -> tuple[bytes, list[memoryview]]:
 
 
 def _check_uint8_array(arr: Any, name: str) -> np.ndarray:
+    import numpy as np
+
     if not isinstance(arr, np.ndarray):
         raise InputTypeError(f"{name} must be a numpy.ndarray of uint8, not {type(arr).__name__}")
     if arr.dtype != np.uint8:
@@ -224,6 +229,8 @@ def check_out_array(out: Any, shape: tuple[int, ...], inputs: dict[str, np.ndarr
         raise ParameterError("out must be C-contiguous")
     if not out.flags.writeable:
         raise ParameterError("out must be writable")
+    import numpy as np
+
     for name, arr in inputs.items():
         if np.may_share_memory(out, arr):
             raise ParameterError(f"out must not share memory with {name}")
@@ -292,6 +299,9 @@ def check_stream_outs(outs: Any, count: int, length: int, *inputs: memoryview | 
     if len(views) != count:
         raise ParameterError(f"outs must have {count} buffers, not {len(views)}")
     others = [v for v in inputs if v is not None]
+    owners = [v.obj for v in (*views, *others)]
+    if all(type(o) is bytearray or type(o) is bytes for o in owners) and len({id(o) for o in owners}) == len(owners):
+        return views  # distinct bytes/bytearray objects never share memory: skip the addresses
     for i, view in enumerate(views):
         for other in [*others, *views[:i]]:
             if _overlap(view, other):

@@ -23,7 +23,6 @@ argparse usage errors keep exit status 2. No message contains secret or share by
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import io
 import json
@@ -142,9 +141,13 @@ PROGRESS_MIN_BYTES = 64 << 20
 """Inputs this large get a progress bar on a terminal."""
 
 
-def _chunk_size(buffers: int) -> int:
-    """Bytes per chunk when ``buffers`` chunk-sized buffers must fit in :data:`STREAM_BUFFER_BYTES`."""
-    return max(16 << 10, min(1 << 20, STREAM_BUFFER_BYTES // buffers)) // 4096 * 4096
+def _chunk_size(buffers: int, most: int) -> int:
+    """Bytes per chunk when ``buffers`` chunk-sized buffers must fit in :data:`STREAM_BUFFER_BYTES`.
+
+    ``most``: measured on a 128 MiB file (docs/benchmarks.md), 1 MiB suits split and
+    256 KiB combine (its k input chunks then stay in L2).
+    """
+    return max(16 << 10, min(most, STREAM_BUFFER_BYTES // buffers)) // 4096 * 4096
 
 
 class _PrivateFiles:
@@ -342,7 +345,7 @@ def _split_rtss(args: argparse.Namespace, names: list[str]) -> int:
 
 def _split_gfsplit(args: argparse.Namespace, poly: int, names: list[str], reader: Any) -> None:
     """Stream the secret through a :class:`SplitStream` into the share files, a chunk at a time."""
-    chunk = _chunk_size(args.n + args.k)
+    chunk = _chunk_size(args.n + args.k, 1 << 20)
     buf = bytearray(chunk)
     view = memoryview(buf)
     outs = [bytearray(chunk) for _ in names]
@@ -483,7 +486,7 @@ def _combine_gfsplit(
 ) -> None:
     """Stream the share files through a :class:`CombineStream` into OUT (or stdout), a chunk at a time."""
     paths = list(by_x.values())
-    chunk = _chunk_size(len(readers) + 1)
+    chunk = _chunk_size(len(readers) + 1, 256 << 10)
     bufs = [bytearray(chunk) for _ in readers]
     views = [memoryview(b) for b in bufs]
     out = bytearray(chunk)
@@ -601,7 +604,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Time every kernel tier, pure, the machine's floor, a copy (and peers) side by side; print, save or plot."""
+    """Time every kernel tier, pure, a memory copy (and peers) side by side; print, save or plot medians."""
     from . import benchmark
 
     try:
@@ -617,19 +620,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     peers, peer_status = benchmark.load_peers() if args.peers else ([], {})
     for name, status in peer_status.items():
         print(f"peer {name}: {status}", file=sys.stderr)
-    large = None if args.sizes or args.plot else benchmark.LARGE_SPLIT
-    cases = benchmark.default_cases(sizes, keys=keys, peers=bool(peers), large=large)
-    floor, floor_status = benchmark.load_floor()
+    cases = benchmark.default_cases(sizes, keys=keys, peers=bool(peers))
     with benchmark.Progress(sys.stderr) as progress:
-        results = benchmark.run(cases, peers=peers, rounds=rounds, progress=progress, floor=floor)
-    report = benchmark.report(results, rounds, peer_status, floor_status)
+        results = benchmark.run(cases, peers=peers, rounds=rounds, progress=progress)
+    report = benchmark.report(results, rounds, peer_status)
     rows = ",\n".join(f"  {json.dumps(row)}" for row in report.pop("results"))
     document = json.dumps(report, indent=1)[:-2] + f',\n "results": [\n{rows}\n ]\n}}'
     if args.json == "-":
         print(document)
     else:
         print(f"mpss_fast {mpss_fast.__version__}: medians of {rounds} rounds, contenders interleaved round by round")
-        print(benchmark.format_table(results, floor_status))
+        print(benchmark.format_table(results))
     _save_report(args.json, document, args.plot, lambda path: benchmark.plot(results, path))
     return 0
 
@@ -685,6 +686,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_kme_sim(args: argparse.Namespace) -> int:
     """Serve ETSI GS QKD 014 link keys for SAE pairs until SIGTERM or Ctrl-C (``mpss_fast.node.kme_sim``)."""
+    import asyncio
+
     try:
         from .node import kme_sim
         from .node.etsi014 import KeyLimits
@@ -723,6 +726,8 @@ def cmd_kme_sim(args: argparse.Namespace) -> int:
 
 def cmd_node(args: argparse.Namespace) -> int:
     """Run a key-manager node from its configuration file until SIGTERM or Ctrl-C (``mpss_fast.node.daemon``)."""
+    import asyncio
+
     try:
         from .node import daemon
         from .node.config import load_config
@@ -778,7 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show version, backends and polynomials")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("bench", help="time every kernel tier, pure, the machine's floor and a memory copy side by side")
+    p = sub.add_parser("bench", help="measure throughput of every kernel tier, pure and a memory copy side by side")
     p.add_argument("--rounds", default="15", help="timed rounds per case and contender, at least 3 (default 15)")
     p.add_argument("--sizes", metavar="LIST", help="secret sizes, e.g. 64,64K,1M (default 1M; with --plot 64..4M)")
     p.add_argument("--keys", default=str(100_000), help="32-byte keys in the bulk key cases (default 100000)")

@@ -12,12 +12,13 @@ slicing the work into chunks. The kernels only compute.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import _backend, _validate
 from ._gf256 import POLY_AES
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where arrays are used: a CLI run that needs none starts faster
 
 Rng = Callable[[int], Any]
 """An injected randomness source: ``rng(nbytes)`` returns exactly ``nbytes`` bytes."""
@@ -141,6 +142,8 @@ class Engine:
         _validate.check_secret_length(secrets.nbytes, "secrets")
         shape = (n, *secrets.shape)
         if out is None:
+            import numpy as np
+
             out = np.empty(shape, dtype=np.uint8)
         else:
             out = _validate.check_out_array(out, shape, {"secrets": secrets})
@@ -165,6 +168,8 @@ class Engine:
         xs_b = _validate.check_xs(xs, j, error=_validate.ShareError)
         shape = shares.shape[1:]
         if out is None:
+            import numpy as np
+
             out = np.empty(shape, dtype=np.uint8)
         else:
             out = _validate.check_out_array(out, shape, {"shares": shares})
