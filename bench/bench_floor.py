@@ -4,10 +4,11 @@ The floor loops of ``mpss_fast._floor`` (``csrc/mpss_floor.c``) do only the memo
 workload cannot avoid: a split reads the secret once and writes ``n`` shares of its size
 (``Store``); a combine reads ``k`` shares and writes one secret (``Xor`` of ``k``
 inputs); ``xor_into`` and ``reencrypt_into`` are the XOR of 2 and 3 inputs. Each runs
-with ordinary stores (contender ``floor``) and, where the CPU has them, non-temporal ones
-(``floor-nt``), on the widest instruction set this CPU runs, into buffers allocated and
-touched once. The group names are those of ``bench_sharing.py``, so the summary table
-shows the floor as one more column next to the tiers. Every benchmark checks the bytes
+with ordinary stores and, where the CPU has them, non-temporal ones, on the two widest
+instruction sets this CPU runs (contenders such as ``floor:avx512`` and
+``floor:avx2-nt``), into buffers allocated and touched once. The group names are those
+of ``bench_sharing.py``, so the summary table shows the floor loops as more columns next
+to the tiers. Every benchmark checks the bytes
 its loop wrote (``FloorWork.check``), so a floor cannot be a no-op.
 """
 
@@ -19,14 +20,13 @@ from typing import Any, Literal
 import pytest
 
 from bench.grid import BULK_KEYS, KEY_BYTES, KEY_SHAPE_PARAMS, SHAPE_PARAMS, SIZES, size_id
-from mpss_fast.benchmark import FLOOR, FLOOR_NT, FloorWork, format_size, load_floor
+from mpss_fast.benchmark import FloorWork, floor_variants, format_size, load_floor
 
 Record = Callable[..., None]
 FLOOR_MODULE, FLOOR_STATUS = load_floor()
 SIZE_PARAMS = [pytest.param(size, id=size_id(size)) for size in SIZES]
-STREAMING = FLOOR_MODULE is not None and FLOOR_MODULE.has_streaming()
-STORES = [pytest.param(FLOOR, id="ordinary"), *([pytest.param(FLOOR_NT, id="streaming")] if STREAMING else [])]
-"""The store kinds this CPU has: ordinary, and non-temporal on x86."""
+STORES = [pytest.param(label, id=label) for label, _, _ in floor_variants(FLOOR_MODULE)] if FLOOR_MODULE else ["floor"]
+"""The floor loops: the two widest instruction sets, ordinary and (on x86) non-temporal stores."""
 
 
 def _run(

@@ -61,8 +61,9 @@ LARGE_MAX_CALL_S = 0.1
 FLOOR_ALIGN = 64
 """Alignment of the floor's buffers: the widest vector, so its streaming stores can run."""
 FLOOR = "floor"
-FLOOR_NT = "floor-nt"
-"""Contender labels of the floor loops, ordinary and non-temporal (streaming) stores."""
+"""The contender label of a case's floor: the fastest of its floor loops (:func:`floor_variants`)."""
+FLOOR_ISAS = 2
+"""The floor loops run on this many of the widest instruction sets the CPU has (AVX-512 and AVX2 on x86)."""
 PLOT_HINT = "install mpss-fast[bench] (or pip install matplotlib)"
 
 Call = Callable[[], object]
@@ -309,8 +310,24 @@ def load_floor() -> tuple[ModuleType | None, str]:
             f"not available ({exc}; an extension-less build such as MPSS_FAST_PUREPYTHON=1): "
             "figures are printed without fractions of the floor"
         )
-    stores = "ordinary and streaming stores" if _floor.has_streaming() else "ordinary stores"
-    return _floor, f"C loops on {_floor.ISA} ({stores}), timed in the same rounds as the engine"
+    isas = " and ".join(dict.fromkeys(isa for _, isa, _ in floor_variants(_floor)))
+    stores = "ordinary and streaming (-nt) stores" if _floor.has_streaming() else "ordinary stores"
+    return _floor, f"C loops on {isas}, {stores}, in the same rounds as the engine; the fastest is each case's floor"
+
+
+def floor_variants(floor: ModuleType) -> list[tuple[str, str, bool]]:
+    """(label, isa, streaming) of every floor loop timed per case, e.g. ``("floor:avx2-nt", "avx2", True)``.
+
+    The :data:`FLOOR_ISAS` widest vector instruction sets, each with ordinary stores and,
+    where it has them, non-temporal ones; the fastest is the case's floor.
+    """
+    isas = [isa for isa in floor.ISAS if isa != "portable"][:FLOOR_ISAS] or [floor.ISA]
+    variants = []
+    for isa in isas:
+        variants.append((f"{FLOOR}:{isa}", isa, False))
+        if floor.has_streaming(isa):
+            variants.append((f"{FLOOR}:{isa}-nt", isa, True))
+    return variants
 
 
 def _aligned_buffer(nbytes: int, fill: np.ndarray | None = None) -> np.ndarray:
@@ -330,14 +347,12 @@ class FloorWork:
     of the same size. ``xor`` (combine, ``xor_into``, ``reencrypt_into``): read ``k``
     inputs of ``nbytes`` and write their XOR to one output. The buffers are allocated and
     touched here, once; each loop runs with ordinary stores and, where the CPU has them,
-    non-temporal (streaming) ones, and :meth:`check` reads the outputs back, so the loop
-    cannot be a no-op.
+    non-temporal (streaming) ones, on the widest instruction sets (:func:`floor_variants`),
+    and :meth:`check` reads the outputs back, so a loop cannot be a no-op.
     """
 
     def __init__(self, floor: ModuleType, kind: Literal["store", "xor"], streams: int, nbytes: int) -> None:
         self.kind, self.streams, self.nbytes = kind, streams, nbytes
-        self.isa: str = floor.ISA
-        self.streaming: bool = bool(floor.has_streaming())
         if kind == "store":
             self.inputs = [_aligned_buffer(nbytes, _urandom_array(nbytes))]
             self.outputs = [_aligned_buffer(nbytes) for _ in range(streams)]
@@ -346,9 +361,15 @@ class FloorWork:
             self.inputs = [_aligned_buffer(nbytes, _urandom_array(nbytes)) for _ in range(streams)]
             self.outputs = [_aligned_buffer(nbytes)]
             loop = partial(floor.Xor, self.inputs, self.outputs[0])
-        self.calls: dict[str, Call] = {FLOOR: loop()}
-        if self.streaming:
-            self.calls[FLOOR_NT] = loop(streaming=True)
+        self.variants = {label: (isa, streaming) for label, isa, streaming in floor_variants(floor)}
+        self.calls: dict[str, Call] = {
+            label: loop(isa=isa, streaming=streaming) for label, (isa, streaming) in self.variants.items()
+        }
+
+    def describe_variant(self, label: str) -> str:
+        """``avx512-nt (streaming stores)`` for the loop ``floor:avx512-nt``."""
+        _, streaming = self.variants[label]
+        return f"{label.removeprefix(FLOOR + ':')} ({'streaming' if streaming else 'ordinary'} stores)"
 
     def describe(self) -> str:
         """What the loop does, e.g. ``read 1 MiB once, write 5 x 1 MiB``."""
@@ -368,7 +389,7 @@ class FloorWork:
                 out.fill(0)
             call()
             if not all(np.array_equal(out, expected) for out in self.outputs):
-                raise RuntimeError(f"the {label} loop ({self.kind}, {self.isa}) wrote wrong bytes")
+                raise RuntimeError(f"the {label} loop ({self.kind}) wrote wrong bytes")
 
 
 class SplitArray:
@@ -672,7 +693,7 @@ def _calls(
 
 
 def _yardstick(label: str) -> bool:
-    return label in (FLOOR, FLOOR_NT, "copy")
+    return label == "copy" or label.startswith(FLOOR)
 
 
 def time_case(
@@ -685,8 +706,8 @@ def time_case(
     """Time ``case`` on every contender, interleaved round by round, and relate each to pure, copy and the floor.
 
     With ``floor`` (the ``mpss_fast._floor`` module) the case's floor loops run as
-    contenders too; the faster of ordinary and streaming stores is the floor, reported
-    as the contender ``floor``.
+    contenders too (:func:`floor_variants`); the fastest is the floor, reported as the
+    contender ``floor``.
     """
     calls, floor_work = _calls(case, engines, peers, floor)
     for _, call in calls:
@@ -706,17 +727,17 @@ def time_case(
     calls_of = {label: repeat for (label, _), repeat in zip(calls, repeats, strict=True)}
     detail = None
     if floor_work is not None:
-        ordinary, streamed = medians.pop(FLOOR), medians.pop(FLOOR_NT, None)
-        if streamed is None:
-            best, stores = ordinary, "ordinary stores"
-        else:
-            nt = streamed < ordinary
-            best, other = (streamed, ordinary) if nt else (ordinary, streamed)
-            kind, other_kind = ("streaming", "ordinary") if nt else ("ordinary", "streaming")
-            stores = f"{kind} stores ({other_kind}: {short_number(case.nbytes / other / 1e9)} GB/s)"
-            calls_of[FLOOR] = calls_of[FLOOR_NT if nt else FLOOR]
-        detail = f"{floor_work.describe()}; {floor_work.isa}, {stores}"
-        medians = {**{k: v for k, v in medians.items() if k != "copy"}, FLOOR: best, "copy": medians["copy"]}
+        loops = {label: medians.pop(label) for label in floor_work.calls}
+        fastest = min(loops, key=loops.__getitem__)
+        others = ", ".join(
+            f"{label.removeprefix(FLOOR + ':')} {short_number(case.nbytes / median / 1e9)}"
+            for label, median in loops.items()
+            if label != fastest
+        )
+        detail = f"{floor_work.describe()}; fastest {floor_work.describe_variant(fastest)}"
+        detail += f"; others, GB/s: {others}" if others else ""
+        calls_of[FLOOR] = calls_of[fastest]
+        medians = {**{k: v for k, v in medians.items() if k != "copy"}, FLOOR: loops[fastest], "copy": medians["copy"]}
     results = []
     for label, median in medians.items():
         results.append(
