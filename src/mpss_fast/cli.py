@@ -604,7 +604,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Time every kernel tier, pure, a memory copy (and peers) side by side; print, save or plot medians."""
+    """Time every kernel tier, pure, the machine's floor, a copy (and peers) side by side; print, save or plot."""
     from . import benchmark
 
     try:
@@ -620,17 +620,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     peers, peer_status = benchmark.load_peers() if args.peers else ([], {})
     for name, status in peer_status.items():
         print(f"peer {name}: {status}", file=sys.stderr)
-    cases = benchmark.default_cases(sizes, keys=keys, peers=bool(peers))
+    large = None if args.sizes or args.plot else benchmark.LARGE_SPLIT
+    cases = benchmark.default_cases(sizes, keys=keys, peers=bool(peers), large=large)
+    floor, floor_status = benchmark.load_floor()
     with benchmark.Progress(sys.stderr) as progress:
-        results = benchmark.run(cases, peers=peers, rounds=rounds, progress=progress)
-    report = benchmark.report(results, rounds, peer_status)
+        results = benchmark.run(cases, peers=peers, rounds=rounds, progress=progress, floor=floor)
+    report = benchmark.report(results, rounds, peer_status, floor_status)
     rows = ",\n".join(f"  {json.dumps(row)}" for row in report.pop("results"))
     document = json.dumps(report, indent=1)[:-2] + f',\n "results": [\n{rows}\n ]\n}}'
     if args.json == "-":
         print(document)
     else:
         print(f"mpss_fast {mpss_fast.__version__}: medians of {rounds} rounds, contenders interleaved round by round")
-        print(benchmark.format_table(results))
+        print(benchmark.format_table(results, floor_status))
     _save_report(args.json, document, args.plot, lambda path: benchmark.plot(results, path))
     return 0
 
@@ -783,7 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show version, backends and polynomials")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("bench", help="measure throughput of every kernel tier, pure and a memory copy side by side")
+    p = sub.add_parser("bench", help="time every kernel tier, pure, the machine's floor and a memory copy side by side")
     p.add_argument("--rounds", default="15", help="timed rounds per case and contender, at least 3 (default 15)")
     p.add_argument("--sizes", metavar="LIST", help="secret sizes, e.g. 64,64K,1M (default 1M; with --plot 64..4M)")
     p.add_argument("--keys", default=str(100_000), help="32-byte keys in the bulk key cases (default 100000)")
