@@ -11,7 +11,8 @@ cache is warm). Every command runs under ``/usr/bin/time``, which reports the co
 own peak RSS (a child spawned straight from Python would report the launcher's memory
 too); dirty pages are flushed (``sync``) before each timed command, untimed, and outputs
 of the previous round are removed first, so every run writes fresh files. Medians and
-the ratio gfshare time / mpss time are printed (above 1: mpss is faster).
+the ratio gfshare time / mpss time are printed (above 1: mpss is faster), for wall time and
+for CPU time (user + system, from ``/usr/bin/time``; steadier on a shared machine).
 
 ``--big-gib N`` then splits an N GiB random file (k=3, n=5) and combines it back,
 checking the result is byte-identical, with both commands' time and peak RSS.
@@ -42,17 +43,17 @@ def mpss_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "mpss_fast"]
 
 
-def timed(args: list[str], cwd: Path) -> tuple[float, int]:
-    """(wall seconds, peak RSS bytes) of one command; fails loudly if it fails."""
+def timed(args: list[str], cwd: Path) -> tuple[float, int, float]:
+    """(wall seconds, peak RSS bytes, CPU seconds user + system) of one command; fails loudly if it fails."""
     report = cwd / ".time"
     os.sync()
     start = time.perf_counter()
-    proc = subprocess.run([TIME, "-f", "%M", "-o", str(report), *args], cwd=cwd, capture_output=True, check=False)
+    proc = subprocess.run([TIME, "-f", "%M %U %S", "-o", str(report), *args], cwd=cwd, capture_output=True, check=False)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')}")
-    rss_kib = int(report.read_text().split()[-1])
-    return wall, rss_kib * 1024
+    rss_kib, user, system = report.read_text().split()[-3:]
+    return wall, int(rss_kib) * 1024, float(user) + float(system)
 
 
 def random_file(path: Path, size: int) -> str:
@@ -93,7 +94,7 @@ def compare(directory: Path, size: int, runs: int) -> dict[str, dict[str, float]
     mpss = mpss_command()
     random_file(directory / "secret", size)
     warm(directory / "secret")
-    samples: dict[str, list[tuple[float, int]]] = {
+    samples: dict[str, list[tuple[float, int, float]]] = {
         k: [] for k in ("mpss split", "gfsplit", "mpss combine", "gfcombine")
     }
     for round_ in range(runs):
@@ -119,11 +120,13 @@ def compare(directory: Path, size: int, runs: int) -> dict[str, dict[str, float]
     clean(directory, "m.*", "g.*", "m.out", "g.out", "secret")
     return {
         name: {
-            "median_s": statistics.median(w for w, _ in values),
-            "min_s": min(w for w, _ in values),
-            "max_s": max(w for w, _ in values),
-            "peak_rss_mib": max(r for _, r in values) / MIB,
-            "mib_per_s": size / MIB / statistics.median(w for w, _ in values),
+            "median_s": statistics.median(w for w, _, _ in values),
+            "min_s": min(w for w, _, _ in values),
+            "max_s": max(w for w, _, _ in values),
+            "median_cpu_s": statistics.median(c for _, _, c in values),
+            "peak_rss_mib": max(r for _, r, _ in values) / MIB,
+            "mib_per_s": size / MIB / statistics.median(w for w, _, _ in values),
+            "samples_s": [round(w, 4) for w, _, _ in values],
         }
         for name, values in samples.items()
     }
@@ -132,8 +135,8 @@ def compare(directory: Path, size: int, runs: int) -> dict[str, dict[str, float]
 def big_round_trip(directory: Path, size: int) -> dict[str, float | bool]:
     mpss = mpss_command()
     expected = random_file(directory / "big", size)
-    split_s, split_rss = timed([*mpss, "split", "-q", "-k", "3", "-n", "5", "-o", "b", "big"], directory)
-    combine_s, combine_rss = timed([*mpss, "combine", "-q", "-o", "b.out", "b.002", "b.004", "b.005"], directory)
+    split_s, split_rss, _ = timed([*mpss, "split", "-q", "-k", "3", "-n", "5", "-o", "b", "big"], directory)
+    combine_s, combine_rss, _ = timed([*mpss, "combine", "-q", "-o", "b.out", "b.002", "b.004", "b.005"], directory)
     identical = sha256(directory / "b.out") == expected
     clean(directory, "b.*", "big")
     return {
@@ -169,14 +172,17 @@ def main(argv: list[str] | None = None) -> int:
         for name, row in figures.items():
             print(
                 f"  {name:13s} {row['median_s']:6.3f} s ({row['min_s']:.3f}..{row['max_s']:.3f})"
-                f"  {row['mib_per_s']:7.0f} MiB/s  peak RSS {row['peak_rss_mib']:5.1f} MiB"
+                f"  {row['mib_per_s']:7.0f} MiB/s  CPU {row['median_cpu_s']:.3f} s"
+                f"  peak RSS {row['peak_rss_mib']:5.1f} MiB"
             )
         ratios = {
-            "split": figures["gfsplit"]["median_s"] / figures["mpss split"]["median_s"],
-            "combine": figures["gfcombine"]["median_s"] / figures["mpss combine"]["median_s"],
+            f"{op}{kind}": figures[theirs][key] / figures[f"mpss {op}"][key]
+            for op, theirs in (("split", "gfsplit"), ("combine", "gfcombine"))
+            for kind, key in (("", "median_s"), ("_cpu", "median_cpu_s"))
         }
         print(
-            f"  mpss split is {ratios['split']:.2f}x the speed of gfsplit; combine {ratios['combine']:.2f}x gfcombine"
+            f"  wall time: mpss split is {ratios['split']:.2f}x the speed of gfsplit, combine {ratios['combine']:.2f}x "
+            f"gfcombine; CPU time (user + system): {ratios['split_cpu']:.2f}x and {ratios['combine_cpu']:.2f}x"
         )
         report: dict[str, object] = {"size_bytes": size, "runs": args.runs, "figures": figures, "ratios": ratios}
         if big:
