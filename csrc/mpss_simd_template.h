@@ -21,6 +21,7 @@
 
 #include "mpss_gf256.h"
 #include "mpss_keyed.h"
+#include "mpss_osrandom.h" /* mpss_wipe */
 #include "mpss_table.h" /* mpss_lagrange_weight */
 
 /* The 8x8 bit matrix of v -> c*v for gf2p8affineqb. The instruction computes output bit
@@ -355,6 +356,186 @@ MPSS_TARGET static int simd_eval(const mpss_gf256_field *f, const uint8_t *secre
     return 0;
 }
 
+#ifdef MPSS_HAVE_FUSED_CTR
+/*
+ * Fused keyed split: the coefficient vectors are AES-256-CTR keystream made in registers
+ * right where the evaluation needs them, so they never touch memory at all. The tier
+ * defines (under MPSS_FUSED_TARGET, its own instruction set plus VAES):
+ *   fused_supported()            the CPU runs MPSS_FUSED_TARGET
+ *   c_round_key(rk16)            a round key in every 128-bit lane
+ *   c_counter(row, block)        lane l holds the qwords (row, block + l)
+ *   c_advance(c, blocks)         every lane's block + blocks
+ *   c_block(c)                   the counter blocks BE64(row) || BE64(block) of c
+ *   c_enc(v, rk), c_enclast(v, rk)
+ * A vector at byte t (a multiple of 16) of row j is the encryption of the counter blocks
+ * (j, t/16 + l): byte t of the keystream row j, exactly what the buffered path reads. U
+ * vector steps go together so that U * M independent AES chains hide the latency of each
+ * round. Only counters (public) and keys enter the AES instructions' addresses: none.
+ */
+#define MPSS_FUSED_INLINE static inline __attribute__((always_inline)) MPSS_FUSED_TARGET
+#define MPSS_LANES (MPSS_VEC_W / 16)
+/* Vector steps per round of AES work: 8 chains in flight for m = 2 and 4 ... */
+#define MPSS_FUSED_U(M) ((M) == 1 ? 8 : (M) == 2 ? 4 : 2)
+/* The most bytes the fused loop leaves to the buffered path: an alignment head below one
+ * vector and a tail below one round of U steps. */
+#define MPSS_FUSED_REST (MPSS_VEC_W + 8 * MPSS_VEC_W)
+
+MPSS_FUSED_INLINE void fused_steps(const size_t G, const size_t M, const int NT, const vec_t *rk, vec_t *ctr,
+                                   const kreg_t (*K)[MPSS_CHUNK], int one, const uint8_t *secret,
+                                   uint8_t *const *o, size_t t)
+{
+    const size_t U = MPSS_FUSED_U(M);
+    vec_t x[MPSS_FUSED_U(1)][MPSS_CHUNK];
+    for (size_t i = 0; i < M; i++) {
+        vec_t c = ctr[i];
+        for (size_t u = 0; u < U; u++) {
+            x[u][i] = v_xor(c_block(c), rk[0]);
+            c = c_advance(c, MPSS_LANES);
+        }
+        ctr[i] = c;
+    }
+    for (int r = 1; r < 14; r++)
+        for (size_t u = 0; u < U; u++)
+            for (size_t i = 0; i < M; i++)
+                x[u][i] = c_enc(x[u][i], rk[r]);
+    for (size_t u = 0; u < U; u++)
+        for (size_t i = 0; i < M; i++)
+            x[u][i] = c_enclast(x[u][i], rk[14]);
+    for (size_t u = 0; u < U; u++) {
+        const size_t at = t + u * MPSS_VEC_W;
+        const vec_t s = v_load(secret + at);
+        prep_t p[MPSS_CHUNK];
+        for (size_t i = 0; i < M; i++)
+            p[i] = v_prep(x[u][i]);
+        for (size_t g = 0; g < G; g++) {
+            vec_t acc = s;
+            if (g == 0 && one) /* x = 1: every power is 1, no multiply (x is public) */
+                for (size_t i = 0; i < M; i++)
+                    acc = v_xor(acc, x[u][i]);
+            else
+                for (size_t i = 0; i < M; i++)
+                    acc = v_xor(acc, v_mul(K[g][i], p[i]));
+            if (NT)
+                v_stream(o[g] + at, acc);
+            else
+                v_store(o[g] + at, acc);
+        }
+    }
+}
+
+/* Bytes from start (a multiple of 16) in whole rounds of U steps; returns where it stopped. */
+MPSS_FUSED_INLINE size_t fused_run(const size_t G, const size_t M, const int NT, const mpss_aes256_schedule *key,
+                                   const konst_t *kx, int one, const uint8_t *secret, uint8_t *const *outs,
+                                   size_t start, size_t end)
+{
+    const size_t step = MPSS_FUSED_U(M) * MPSS_VEC_W;
+    vec_t rk[15], ctr[MPSS_CHUNK];
+    kreg_t K[8][MPSS_CHUNK];
+    uint8_t *o[8];
+    for (int r = 0; r < 15; r++)
+        rk[r] = c_round_key(key->rk[r]);
+    for (size_t i = 0; i < M; i++)
+        ctr[i] = c_counter((uint64_t)i, (uint64_t)(start / 16));
+    for (size_t g = 0; g < G; g++) {
+        o[g] = outs[g];
+        for (size_t i = 0; i < M; i++)
+            K[g][i] = k_load(&kx[M * g + i]);
+    }
+    size_t t = start;
+    for (; end - t >= step; t += step)
+        fused_steps(G, M, NT, rk, ctr, (const kreg_t(*)[MPSS_CHUNK])K, one, secret, o, t);
+    for (size_t i = 0; i < M; i++)
+        ctr[i] = v_zero();
+    return t;
+}
+
+MPSS_FUSED_TARGET __attribute__((noinline)) static size_t fused_dispatch(size_t n, size_t m, int nt,
+                                                                         const mpss_aes256_schedule *key,
+                                                                         const konst_t *kx, int one,
+                                                                         const uint8_t *secret,
+                                                                         uint8_t *const *outs, size_t start,
+                                                                         size_t end)
+{
+    size_t done = start;
+#define MPSS_FUSED_NT(G, M)                                                                    \
+    do {                                                                                       \
+        if (nt)                                                                                \
+            done = fused_run(G, M, 1, key, kx, one, secret, outs, start, end);                 \
+        else                                                                                   \
+            done = fused_run(G, M, 0, key, kx, one, secret, outs, start, end);                 \
+    } while (0)
+#define MPSS_FUSED_M(G)                                                                        \
+    switch (m) {                                                                               \
+    case 1: MPSS_FUSED_NT(G, 1); break;                                                        \
+    case 2: MPSS_FUSED_NT(G, 2); break;                                                        \
+    case 3: MPSS_FUSED_NT(G, 3); break;                                                        \
+    case 4: MPSS_FUSED_NT(G, 4); break;                                                        \
+    default: break;                                                                            \
+    }
+    MPSS_SWITCH_8(n, MPSS_FUSED_M)
+#undef MPSS_FUSED_M
+#undef MPSS_FUSED_NT
+    return done;
+}
+
+/* Bytes [start, start + size) (start a multiple of 16, size <= MPSS_FUSED_REST) through a
+ * stack buffer of keystream rows, wiped afterwards. */
+MPSS_TARGET static void keyed_rest(const mpss_ctr_impl *ctr, const mpss_aes256_schedule *key,
+                                   const uint8_t *secret, size_t m, const konst_t *kx, uint8_t *const *outs,
+                                   size_t n, size_t start, size_t size)
+{
+    _Alignas(64) uint8_t rows[MPSS_CHUNK][MPSS_FUSED_REST + 16];
+    const uint8_t *c[MPSS_CHUNK];
+    uint8_t *o[8];
+    if (size == 0)
+        return;
+    for (size_t j = 0; j < m; j++) {
+        ctr->run(key, (uint64_t)j, (uint64_t)(start / 16), rows[j], (size + 15) / 16);
+        c[j] = rows[j];
+    }
+    for (size_t i = 0; i < n; i++)
+        o[i] = outs[i] + start;
+    eval_range(secret + start, c, m, kx, o, n, 0, 0, size);
+    mpss_wipe(rows, sizeof rows);
+}
+
+/* The fused split when it applies (the VAES keystream, m <= 4, n <= 8); -2 when it does not. */
+MPSS_TARGET static int fused_eval_keyed(const mpss_gf256_field *f, const mpss_ctr_impl *ctr,
+                                        const mpss_aes256_schedule *key, const uint8_t *secret, size_t m,
+                                        const uint8_t *xs, uint8_t *const *outs, size_t n, size_t len)
+{
+    if (m > MPSS_CHUNK || n > MPSS_EVAL_G || len < 2 * MPSS_FUSED_REST || strcmp(ctr->name, "vaes512") != 0 ||
+        !fused_supported())
+        return -2;
+    konst_t kx[8 * MPSS_CHUNK];
+    for (size_t i = 0; i < n; i++) {
+        uint8_t p = 1;
+        for (size_t e = 0; e < m; e++) {
+            p = mpss_gf256_mul(f, p, xs[i]);
+            konst_build(f, p, &kx[m * i + e]);
+        }
+    }
+    /* Stream when the outputs are large and a 16-byte-aligned start brings all of them
+     * to a vector boundary together. */
+    size_t head = 0;
+    int nt = MPSS_STREAMS(n * len);
+    if (nt) {
+        head = head_bytes(outs[0], len);
+        for (size_t i = 1; i < n; i++)
+            nt &= (uintptr_t)outs[i] % MPSS_VEC_W == (uintptr_t)outs[0] % MPSS_VEC_W;
+        nt &= head % 16 == 0;
+        if (!nt)
+            head = 0;
+    }
+    keyed_rest(ctr, key, secret, m, kx, outs, n, 0, head);
+    const size_t done = fused_dispatch(n, m, nt, key, kx, xs[0] == 1, secret, outs, head, len);
+    if (nt)
+        v_stream_fence();
+    keyed_rest(ctr, key, secret, m, kx, outs, n, done, len - done);
+    return 0;
+}
+#endif /* MPSS_HAVE_FUSED_CTR */
+
 /* Keyed split: the coefficient rows are AES-256-CTR keystream made block by block into a
  * small buffer that stays in L1/L2 while the shares of that block are evaluated, so the
  * coefficients never go out to memory and the operands are built once per call. */
@@ -364,6 +545,11 @@ MPSS_TARGET static int simd_eval_keyed(const mpss_gf256_field *f, const mpss_ctr
 {
     if (len == 0)
         return 0;
+#ifdef MPSS_HAVE_FUSED_CTR
+    const int fused = fused_eval_keyed(f, ctr, key, secret, m, xs, outs, n, len);
+    if (fused != -2)
+        return fused;
+#endif
     const size_t row_bytes = mpss_keyed_row_bytes(m);
     mpss_keyed_buffer buf;
     if (mpss_keyed_buffer_init(&buf, m, row_bytes) != 0)

@@ -49,6 +49,40 @@ MPSS_TARGET static inline prep_t v_prep(vec_t v) { return v; }
 MPSS_TARGET static inline kreg_t k_load(const konst_t *k) { return _mm512_set1_epi64((long long)*k); }
 MPSS_TARGET static inline vec_t v_mul(kreg_t k, prep_t v) { return _mm512_gf2p8affine_epi64_epi8(v, k, 0); }
 
+/* The fused keyed split: AES-256-CTR coefficients made by VAES, four blocks per zmm. */
+#define MPSS_HAVE_FUSED_CTR
+#define MPSS_FUSED_TARGET __attribute__((target("avx512f,avx512bw,gfni,aes,vaes")))
+
+static int fused_supported(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("gfni") && __builtin_cpu_supports("aes") && __builtin_cpu_supports("vaes");
+}
+
+MPSS_FUSED_TARGET static inline vec_t c_round_key(const uint8_t *rk)
+{
+    return _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)rk));
+}
+MPSS_FUSED_TARGET static inline vec_t c_counter(uint64_t row, uint64_t block)
+{
+    return _mm512_set_epi64((long long)(block + 3), (long long)row, (long long)(block + 2), (long long)row,
+                            (long long)(block + 1), (long long)row, (long long)block, (long long)row);
+}
+MPSS_FUSED_TARGET static inline vec_t c_advance(vec_t c, uint64_t blocks)
+{
+    return _mm512_add_epi64(c, _mm512_set_epi64((long long)blocks, 0, (long long)blocks, 0, (long long)blocks, 0,
+                                                (long long)blocks, 0));
+}
+MPSS_FUSED_TARGET static inline vec_t c_block(vec_t c)
+{
+    const __m512i bswap64 =
+        _mm512_broadcast_i32x4(_mm_set_epi8(8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm512_shuffle_epi8(c, bswap64);
+}
+MPSS_FUSED_TARGET static inline vec_t c_enc(vec_t v, vec_t rk) { return _mm512_aesenc_epi128(v, rk); }
+MPSS_FUSED_TARGET static inline vec_t c_enclast(vec_t v, vec_t rk) { return _mm512_aesenclast_epi128(v, rk); }
+
 #define MPSS_SIMD_TEMPLATE
 #include "mpss_simd_template.h"
 

@@ -38,7 +38,7 @@ MPSS_FAST_DEBUG=1 "$venv/bin/python" -m pip install -q --no-cache-dir "$src"
 echo "sanitize.sh: built and installed in $((SECONDS - start)) s"
 
 so="$(find "$venv/lib" -path '*/site-packages/mpss_fast/_native*.so' | head -1)"
-if [[ -z "$so" ]] || ! ldd "$so" | grep -q libasan; then
+if [[ -z "$so" ]] || ! ldd "$so" | grep libasan >/dev/null; then
     echo "sanitize.sh: the installed extension ($so) is not linked against libasan" >&2
     exit 1
 fi

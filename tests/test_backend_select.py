@@ -90,13 +90,13 @@ def _run_kernel(kernel: str | None, backend: str | None = None) -> subprocess.Co
     )
 
 
-def test_default_kernel_is_the_best_constant_time_tier() -> None:
-    from mpss_fast import _native
+def test_default_kernel_is_the_calibrated_constant_time_tier() -> None:
+    from mpss_fast import _calibrate, _native
 
     result = _run_kernel(None)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["native", _native.best_tier()]
-    assert _native.is_constant_time(_native.best_tier())
+    assert result.stdout.split() == ["native", _calibrate.default_tier(_native).tier]
+    assert _native.is_constant_time(result.stdout.split()[1])
     assert _native.best_tier() == next(t for t in mpss_fast.KERNELS if _native.is_constant_time(t))
 
 

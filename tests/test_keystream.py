@@ -7,6 +7,8 @@ give the same shares on every backend, tier and keystream for the same key.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -125,3 +127,45 @@ def test_engine_default_path_is_keyed(engine: Engine) -> None:
     b = engine.split_array(secret, 2, 2)[0, 0]
     assert a.tobytes() != b.tobytes()
     assert engine.keystream in ("cryptography", *IN_KERNEL)
+
+
+def _tiers_and_keystreams() -> list[str]:
+    return [f"{tier}/{ks}" for tier in _backend.native_tiers() for ks in IN_KERNEL if ks != "aesni"]
+
+
+def _split_into(kern: Any, secret: bytes, m: int, xs: bytes, key: bytes, offset: int) -> list[bytes]:
+    """A keyed split into outputs that start ``offset`` bytes into their buffers (alignment cases)."""
+    length = len(secret)
+    bufs = [bytearray(length + 256) for _ in xs]
+    starts = [offset + i * 16 * (offset % 2) for i in range(len(xs))]  # odd offsets: unlike alignments too
+    outs = [memoryview(b)[s : s + length] for s, b in zip(starts, bufs, strict=True)]
+    kern.split_keyed(0x11B, memoryview(secret), m, xs, outs, key)
+    return [bytes(o) for o in outs]
+
+
+@pytest.mark.parametrize("variant", _tiers_and_keystreams())
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("n", [1, 3, 5, 8])
+@pytest.mark.parametrize("length", [575, 576, 1151, 1152, 1153, 4096 + 17, 9 * 64 * 7 + 48])
+def test_fused_keystream_split_equals_the_buffered_one(variant: str, m: int, n: int, length: int) -> None:
+    """The fused split (coefficients made in registers) gives the bytes of the buffered AES-NI split."""
+    tier, ks = variant.split("/")
+    fused, buffered = native.Kernels(tier, ks), native.Kernels(tier, "aesni")
+    rng = seeded_rng(f"fused-{m}-{n}-{length}".encode())
+    secret, key = rng(length), rng(32)
+    xs = bytes(rng(1)[0] % 200 + 1 + i for i in range(n))
+    for offset in (0, 1, 16, 48):
+        assert _split_into(fused, secret, m, xs, key, offset) == _split_into(buffered, secret, m, xs, key, 0)
+
+
+@pytest.mark.parametrize("variant", _tiers_and_keystreams())
+@pytest.mark.parametrize("offset", [0, 16, 5, 33])
+def test_fused_split_with_streaming_stores(variant: str, offset: int) -> None:
+    """Outputs large enough for non-temporal stores, aligned and not, alike or not: the same bytes."""
+    tier, ks = variant.split("/")
+    fused, buffered = native.Kernels(tier, ks), native.Kernels(tier, "aesni")
+    rng = seeded_rng(f"stream-{offset}".encode())
+    length = (2 << 20) + 123  # 5 outputs: above the 8 MiB streaming threshold
+    secret, key = rng(length), rng(32)
+    xs = b"\x01\x02\x03\x04\x05"
+    assert _split_into(fused, secret, 2, xs, key, offset) == _split_into(buffered, secret, 2, xs, key, 0)

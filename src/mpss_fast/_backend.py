@@ -3,8 +3,10 @@
 ``MPSS_FAST_BACKEND``: ``auto`` (default: native if the extension imports, else pure),
 ``native`` (the extension or a loud :class:`BackendError`, never a silent fallback) or
 ``pure``. ``MPSS_FAST_KERNEL``: a native tier (``gfni512``, ``gfni256``, ``avx2``,
-``ssse3``, ``swar``, ``table``) instead of the fastest constant-time one this CPU runs;
-it implies the native backend. Any unknown or unsupported value is a :class:`BackendError`.
+``ssse3``, ``swar``, ``table``) instead of the default, the fastest constant-time tier
+measured on this machine (``_calibrate``: timed once, cached on disk); it implies the
+native backend. Any unknown or unsupported value is a :class:`BackendError`.
+:data:`KERNEL_REASON` says why the tier of :data:`kernels` was chosen.
 """
 
 from __future__ import annotations
@@ -42,13 +44,31 @@ def load(name: str, kernel: str | None = None) -> Any:
     if name != "native":
         raise BackendError(f"unknown backend {name!r}; choose one of: native, pure")
     native = _import_native()
-    tier = kernel or native.best_tier()
+    tier = kernel or default_tier(native)
     if tier not in native.TIERS:
         raise BackendError(f"unknown kernel tier {tier!r}; this build has: {', '.join(native.TIERS)}")
     supported = native.supported_tiers()
     if tier not in supported:
         raise BackendError(f"kernel tier {tier!r} is not supported by this CPU; it supports: {', '.join(supported)}")
     return native.Kernels(tier)
+
+
+def default_tier(native: Any) -> str:
+    """The default native tier: calibrated on this machine, or the static rule if that fails."""
+    from . import _calibrate
+
+    return _calibrate.default_tier(native).tier
+
+
+def reason(selected: Any, kernel: str | None) -> str:
+    """Why ``selected`` (the kernels :func:`select` returned) runs the tier it runs."""
+    if selected.NAME == "pure":
+        return "pure backend (no native kernels)"
+    if kernel:
+        return f"forced by {KERNEL_ENV_VAR}={kernel}"
+    from . import _calibrate
+
+    return _calibrate.default_tier(_import_native()).reason
 
 
 def select(choice: str, kernel: str | None = None) -> Any:
@@ -68,6 +88,8 @@ def select(choice: str, kernel: str | None = None) -> Any:
 
 
 kernels = select(os.environ.get(ENV_VAR, "auto"), os.environ.get(KERNEL_ENV_VAR) or None)
+KERNEL_REASON: str = reason(kernels, os.environ.get(KERNEL_ENV_VAR) or None)
+"""Why :data:`kernels` runs its tier (printed by ``mpss info``)."""
 
 
 def available() -> tuple[str, ...]:

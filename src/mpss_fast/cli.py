@@ -576,8 +576,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"mpss_fast {mpss_fast.__version__}")
     print(f"backend: {mpss_fast.BACKEND} (MPSS_FAST_BACKEND={os.environ.get('MPSS_FAST_BACKEND', 'auto')})")
     print(f"available backends: {', '.join(available())}")
-    kernel_env = os.environ.get("MPSS_FAST_KERNEL") or "best constant-time"
+    from ._backend import KERNEL_REASON
+
+    kernel_env = os.environ.get("MPSS_FAST_KERNEL") or "unset"
     print(f"kernel: {mpss_fast.KERNEL} (MPSS_FAST_KERNEL={kernel_env})")
+    print(f"kernel chosen because: {KERNEL_REASON}")
     print(f"kernels this CPU runs: {', '.join(mpss_fast.KERNELS) or 'none (no native extension)'}")
     print(f"coefficients: AES-256-CTR keystream ({mpss_fast.KEYSTREAM}) under a fresh OS key per split")
     print("polynomials: 0x11B (AES field, draft-mcgrew-tss; default), 0x11D (libgfshare gfsplit/gfcombine)")
