@@ -182,6 +182,11 @@ def test_split_stream_with_rng_equals_split(monkeypatch: pytest.MonkeyPatch) -> 
     assert [w.getvalue() for w in writers] == [s[1:] for s in expected]
 
 
+def test_combine_stream_refuses_xs_of_another_count() -> None:
+    with pytest.raises(ShareError, match="xs has 3 entries for 2 readers"):
+        combine_stream([io.BytesIO(b"ab"), io.BytesIO(b"cd")], io.BytesIO(), [1, 2, 3])
+
+
 def test_combine_stream_refuses_unequal_readers() -> None:
     with pytest.raises(ShareError, match="differ in length"):
         combine_stream([io.BytesIO(b"abcd"), io.BytesIO(b"abc")], io.BytesIO(), [1, 2], chunk_size=2)

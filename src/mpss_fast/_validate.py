@@ -324,6 +324,12 @@ def check_share_chunks(chunks: Any, count: int) -> list[memoryview]:
     return views
 
 
+def check_share_count(xs_count: int, count: int, name: str) -> None:
+    """As many share sources (``name``) as x coordinates."""
+    if xs_count != count:
+        raise ShareError(f"xs has {xs_count} entries for {count} {name}")
+
+
 def check_reader(reader: Any, name: str) -> Any:
     if not callable(getattr(reader, "readinto", None)):
         raise InputTypeError(f"{name} must have a readinto() method (a file opened 'rb'), not {type(reader).__name__}")

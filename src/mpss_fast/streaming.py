@@ -399,8 +399,7 @@ def combine_stream(
     chunk_size = _validate.check_chunk_size(chunk_size)
     readers = _validate.check_readers(readers)
     stream = CombineStream(xs, poly=poly, engine=engine)
-    if len(stream.xs) != len(readers):
-        raise ShareError(f"xs has {len(stream.xs)} entries for {len(readers)} readers")
+    _validate.check_share_count(len(stream.xs), len(readers), "readers")
     bufs = [bytearray(chunk_size) for _ in readers]
     views = [memoryview(b) for b in bufs]
     out = bytearray(chunk_size)
