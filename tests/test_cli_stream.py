@@ -315,3 +315,38 @@ def test_beyond_1_gib_round_trip(tmp_path: Path) -> None:
     assert rc == 0, err
     assert rss < RSS_LIMIT
     assert _sha256(tmp_path / "out") == _sha256(src)
+
+
+def test_missing_output_directory_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _write(tmp_path / "secret.bin", os.urandom(100))
+    rc = main(["split", "-k", "2", "-n", "2", "-o", str(tmp_path / "nope" / "s"), str(src)])
+    _assert_user_error(capsys, rc, "cannot write", "nope", "No such file")
+    assert main(["split", "-k", "2", "-n", "2", "-o", str(tmp_path / "s"), str(src)]) == 0
+    capsys.readouterr()
+    rc = main(["combine", "-o", str(tmp_path / "nope" / "out"), str(tmp_path / "s.001"), str(tmp_path / "s.002")])
+    _assert_user_error(capsys, rc, "cannot write", "nope")
+    assert _leftovers(tmp_path) == ["s.001", "s.002", "secret.bin"]
+
+
+def test_share_shrinking_mid_combine_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A share file that ends before the others (here: a pipe) is refused, and no output is left behind."""
+    src = _write(tmp_path / "secret.bin", os.urandom(300_000))
+    assert main(["split", "-k", "2", "-n", "2", "-o", str(tmp_path / "s"), str(src)]) == 0
+    short = tmp_path / "short.002"
+    os.mkfifo(short)
+    data = (tmp_path / "s.002").read_bytes()[:100_000]
+    fed: list[int] = []
+
+    def feed() -> None:
+        with open(short, "wb") as fh:
+            fed.append(fh.write(data))
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    capsys.readouterr()
+    rc = main(["combine", "-o", str(tmp_path / "out"), str(tmp_path / "s.001"), str(short)])
+    feeder.join(timeout=30)
+    assert fed == [100_000]  # the pipe was read to its end: the error came from streaming, not from a size
+    _assert_user_error(capsys, rc, "differ in length", "short.002", "ended after 100000 bytes")
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]

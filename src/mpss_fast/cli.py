@@ -462,12 +462,13 @@ def cmd_combine(args: argparse.Namespace) -> int:
                     "combine them with --format rtss, without --poly"
                 )
             return _combine_rtss(args, args.files)
-        for path, size in zip(paths, sizes, strict=True):
-            if size == 0 and os.path.isfile(path):
+        known = [(path, size) for path, size in zip(paths, sizes, strict=True) if size or os.path.isfile(path)]
+        for path, size in known:  # regular files; a pipe's length shows only as it is read
+            if size == 0:
                 raise CliError(f"share file {_q(path)} is empty")
-            if size != sizes[0]:
+            if size != known[0][1]:
                 raise CliError(
-                    f"share files differ in length: {_q(paths[0])} is {sizes[0]} bytes, {_q(path)} is {size}"
+                    f"share files differ in length: {_q(known[0][0])} is {known[0][1]} bytes, {_q(path)} is {size}"
                 )
         if len(paths) < 2:
             raise CliError(f"need at least 2 share files to combine, got {len(paths)}")
