@@ -431,20 +431,18 @@ class Lab:
         return len(self.log_path(name).read_bytes().splitlines())
 
     def _configs(self) -> dict[str, dict[str, Any]]:
-        udp = {n: f"127.0.0.1:{p}" for n, p in self.udp.items()}
-        configs = nodelab.diamond(
+        configs = nodelab.loopback(
             PATHS,
-            db=lambda n: str(self.dir / f"{n}.db"),
-            peer_url=lambda me, nb: f"http://127.0.0.1:{self.peer[nb]}",
-            kme_url=lambda me, nb: f"http://127.0.0.1:{self.kme_port}",
-            peer_listen=lambda n: f"127.0.0.1:{self.peer[n]}",
-            api_listen=lambda n: f"127.0.0.1:{self.api[n]}",
-            udp=udp,
+            self.dir,
+            self.kme_port,
+            self.peer,
+            self.api,
+            self.udp,
             operators=[OPERATOR],
             extra=lambda n: {"keys": dict(KEYS)},
         )
         for (sender, receiver), port in self.taps.items():
-            configs[sender]["udp"] = {**udp, receiver: f"127.0.0.1:{port}"}
+            configs[sender]["udp"] = {**configs[sender]["udp"], receiver: f"127.0.0.1:{port}"}
         if not self.operators:  # a node from before peer.operators (9b5c5df) refuses the key
             for cfg in configs.values():
                 cfg["peer"].pop("operators", None)

@@ -125,6 +125,29 @@ def diamond(
     return configs
 
 
+def loopback(
+    paths: int,
+    db_dir: Any,
+    kme_port: int,
+    peer: dict[str, int],
+    api: dict[str, int],
+    udp: dict[str, int],
+    **kw: Any,
+) -> dict[str, dict[str, Any]]:
+    """``diamond`` on 127.0.0.1 with plain HTTP: each node's store in ``db_dir``, its peer API, ETSI 014 API
+    and UDP endpoint on the given ports, one KME for every link; ``kw`` goes to ``diamond``."""
+    return diamond(
+        paths,
+        db=lambda n: str(db_dir / f"{n}.db"),
+        peer_url=lambda me, nb: f"http://127.0.0.1:{peer[nb]}",
+        kme_url=lambda me, nb: f"http://127.0.0.1:{kme_port}",
+        peer_listen=lambda n: f"127.0.0.1:{peer[n]}",
+        api_listen=lambda n: f"127.0.0.1:{api[n]}",
+        udp={n: f"127.0.0.1:{port}" for n, port in udp.items()},
+        **kw,
+    )
+
+
 def kme_pairs(paths: int) -> list[tuple[str, str]]:
     """The SAE pairs the link KME serves: one per link (the nodes' names are their SAE IDs there)."""
     return links(paths)

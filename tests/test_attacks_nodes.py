@@ -208,12 +208,9 @@ class UdpNet:
 
     async def _start(self) -> None:
         self._kme = await kme_sim.start(kme_sim.KmeSimBackend(nodelab.kme_pairs(3)), "127.0.0.1", 0, plain_http=True)
-        udp: dict[str, str] = {}
-        for name in self.names:  # each node's share socket: a free UDP port, taken by the node itself
-            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            probe.bind(("127.0.0.1", 0))
-            udp[name] = f"127.0.0.1:{probe.getsockname()[1]}"
-            probe.close()
+        # each node's share socket: a free UDP port, taken by the node itself
+        ports = dict(zip(self.names, nodelab.free_ports(len(self.names), socket.SOCK_DGRAM), strict=True))
+        udp = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
         loop = asyncio.get_running_loop()
         tapped: dict[tuple[str, str], str] = {}  # (sender, receiver) -> where the sender sends: the tap
         for a, b in SHARE_LINKS:
@@ -222,14 +219,13 @@ class UdpNet:
             transport, _ = await loop.create_datagram_endpoint(lambda tap=tap: tap, local_addr=("127.0.0.1", 0))
             self.taps[tap.link] = tap
             tapped[(a, b)] = "127.0.0.1:{}".format(transport.get_extra_info("sockname")[1])
-        configs = nodelab.diamond(
+        configs = nodelab.loopback(
             3,
-            db=lambda n: str(self.dir / f"{n}.db"),
-            peer_url=lambda me, nb: f"http://127.0.0.1:{self.peer[nb]}",
-            kme_url=lambda me, nb: f"http://127.0.0.1:{self._kme.port}",
-            peer_listen=lambda n: f"127.0.0.1:{self.peer[n]}",
-            api_listen=lambda n: f"127.0.0.1:{self.api[n]}",
-            udp=udp,
+            self.dir,
+            self._kme.port,
+            self.peer,
+            self.api,
+            ports,
             operators=[OPERATOR],
             extra=lambda n: {
                 "keys": {"batch": 8, "key_bits": 4096, "low_water_bytes": 8192, "refill_interval_s": 0.02}

@@ -35,18 +35,8 @@ def _configs(
     ports = nodelab.free_ports(3 * len(names))
     peer = dict(zip(names, ports[0::3], strict=True))
     api = dict(zip(names, ports[1::3], strict=True))
-    udp = {n: f"127.0.0.1:{p}" for n, p in zip(names, ports[2::3], strict=True)}
-    return nodelab.diamond(
-        paths,
-        db=lambda n: str(tmp_path / f"{n}.db"),
-        peer_url=lambda me, nb: f"http://127.0.0.1:{peer[nb]}",
-        kme_url=lambda me, nb: f"http://127.0.0.1:{kme_port}",
-        peer_listen=lambda n: f"127.0.0.1:{peer[n]}",
-        api_listen=lambda n: f"127.0.0.1:{api[n]}",
-        udp=udp,
-        extra=extra,
-        **kw,
-    )
+    udp = dict(zip(names, ports[2::3], strict=True))
+    return nodelab.loopback(paths, tmp_path, kme_port, peer, api, udp, extra=extra, **kw)
 
 
 async def _network(

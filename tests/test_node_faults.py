@@ -439,18 +439,9 @@ def _configs(tmp_path: Path, kme_port: int, paths: int = 2) -> dict[str, dict[st
     ports = nodelab.free_ports(3 * len(names))
     peer = dict(zip(names, ports[0::3], strict=True))
     api = dict(zip(names, ports[1::3], strict=True))
+    udp = dict(zip(names, ports[2::3], strict=True))
     keys = {"keys": {"batch": 4, "key_bits": 2048, "low_water_bytes": 2048, "refill_interval_s": 0.02}}
-    return nodelab.diamond(
-        paths,
-        db=lambda n: str(tmp_path / f"{n}.db"),
-        peer_url=lambda me, nb: f"http://127.0.0.1:{peer[nb]}",
-        kme_url=lambda me, nb: f"http://127.0.0.1:{kme_port}",
-        peer_listen=lambda n: f"127.0.0.1:{peer[n]}",
-        api_listen=lambda n: f"127.0.0.1:{api[n]}",
-        udp={n: f"127.0.0.1:{p}" for n, p in zip(names, ports[2::3], strict=True)},
-        k=2,
-        extra=lambda n: keys,
-    )
+    return nodelab.loopback(paths, tmp_path, kme_port, peer, api, udp, k=2, extra=lambda n: keys)
 
 
 async def _until(condition: Callable[[], bool], timeout: float) -> None:
