@@ -319,9 +319,6 @@ class ShareNode:
                 self._failed(result.key_id.bytes, result.error)
             else:
                 self._delivered(result)
-        pending = {s.bytes for s in self.destination.pending()}
-        for sid in [sid for sid in self._routes if sid not in pending]:
-            del self._routes[sid]
         self.log_summary.flush()
 
     def _delivered(self, delivery: Delivery) -> None:
