@@ -34,7 +34,7 @@ if os.environ.get("MPSS_FAST_PUREPYTHON", "") not in ("1", "true", "yes"):
     # The floor loops of `mpss bench` (csrc/mpss_floor.c): their own small module, not the engine.
     floor = Extension(
         "mpss_fast._floor",
-        sources=["src/mpss_fast/_floor.pyx", FLOOR_C],
+        sources=["src/mpss_fast/_floor.pyx", FLOOR_C, "csrc/mpss_aesctr.c"],
         include_dirs=["csrc"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,

@@ -1,10 +1,13 @@
 /* The floor loops of `mpss bench` (see mpss_floor.h): read once, store n times; XOR of k
  * streams into one. One copy of each loop per instruction set, built with a per-function
  * target attribute (the extension itself is baseline x86-64) and picked at run time. The
- * loads are unaligned; streaming stores need aligned outputs (checked), then an sfence. */
+ * loads are unaligned; streaming stores need aligned outputs (checked), then an sfence.
+ * At the end, the keystream bound: a keyed split's AES-256-CTR coefficient rows, folded. */
 #include "mpss_floor.h"
 
 #include <string.h>
+
+#include "mpss_aesctr.h" /* the key schedule: mpss_aes256_expand */
 
 #define MAX_STREAMS 255
 #define UNROLL 4 /* vectors in flight per output per iteration */
@@ -241,4 +244,185 @@ int mpss_floor_xor(int isa, int streaming, const uint8_t *const *ins, size_t k, 
         xor_portable(local, k, out, length);
         return 0;
     }
+}
+
+/* --- the keystream bound of keyed splits -------------------------------------------------
+ *
+ * Not a floor (it reads and writes no memory): the AES-256-CTR work a keyed split cannot
+ * avoid, m rows of `length` bytes, the counter block of block b of row j being
+ * BE64(j) || BE64(b) as in the engine (mpss_aesctr.h). Each block is encrypted and XORed
+ * into a 64-byte fold held in registers (block b into 16-byte lane b % 4), which is the
+ * only store: the compiler cannot drop the AES work, and the caller can check the fold
+ * against any AES-256-CTR. KS_CHAINS independent encryptions are in flight per step
+ * (blocks in xmm, groups of four blocks in zmm) so the aesenc latency is hidden. */
+
+#define KS_CHAINS 8
+
+#if X86
+/* Zeros the compiler may not drop as dead stores (the key schedule after use). */
+static void wipe(void *buf, size_t len)
+{
+    volatile uint8_t *p = buf;
+    while (len--)
+        *p++ = 0;
+}
+
+/* 16 bytes of ones, then 16 of zeros: a 16-byte load at head_ones + 16 - r keeps the first
+ * r bytes of a block (the last, partial block of a row). */
+static const uint8_t head_ones[32] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+#define AES_XMM_TARGET __attribute__((target("aes,sse2")))
+#define AES_ZMM_TARGET __attribute__((target("aes,avx512f,avx512bw,vaes")))
+
+/* Keystream block b of the row whose BE64 counter half is row_be: BE64(row) || BE64(b)
+ * through the 14 rounds, the first `valid` bytes kept (1 .. 16). */
+AES_XMM_TARGET static inline __attribute__((always_inline)) __m128i ks_xmm_block(const __m128i *rk, uint64_t row_be,
+                                                                                uint64_t b, size_t valid)
+{
+    __m128i x = _mm_xor_si128(_mm_set_epi64x((long long)__builtin_bswap64(b), (long long)row_be), rk[0]);
+    for (int r = 1; r < 14; r++)
+        x = _mm_aesenc_si128(x, rk[r]);
+    x = _mm_aesenclast_si128(x, rk[14]);
+    return valid >= 16 ? x : _mm_and_si128(x, _mm_loadu_si128((const __m128i *)(head_ones + 16 - valid)));
+}
+
+/* The AES-NI loop, one block per xmm register. Inlined into one function per ISA, so the
+ * avx2 copy is VEX-encoded; the counter block is built from two qwords (no byte shuffle). */
+AES_XMM_TARGET static inline __attribute__((always_inline)) void ks_xmm_body(const mpss_aes256_schedule *s, size_t m,
+                                                                            size_t length, uint8_t fold[64])
+{
+    __m128i rk[15];
+    for (int r = 0; r < 15; r++)
+        rk[r] = _mm_load_si128((const __m128i *)s->rk[r]);
+    __m128i acc[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
+    const uint64_t full = length / 16, blocks = (length + 15) / 16;
+    for (uint64_t row = 0; row < m; row++) {
+        const uint64_t row_be = __builtin_bswap64(row);
+        uint64_t b = 0;
+        for (; b + KS_CHAINS <= full; b += KS_CHAINS) {
+            __m128i x[KS_CHAINS];
+            for (int l = 0; l < KS_CHAINS; l++)
+                x[l] = _mm_xor_si128(_mm_set_epi64x((long long)__builtin_bswap64(b + l), (long long)row_be), rk[0]);
+            for (int r = 1; r < 14; r++)
+                for (int l = 0; l < KS_CHAINS; l++)
+                    x[l] = _mm_aesenc_si128(x[l], rk[r]);
+            for (int l = 0; l < KS_CHAINS; l++)
+                acc[l % 4] = _mm_xor_si128(acc[l % 4], _mm_aesenclast_si128(x[l], rk[14]));
+        }
+        /* The rest of the row, fewer than KS_CHAINS blocks from a multiple of 4, so the
+         * lanes are fixed; the partial last block keeps length % 16 bytes. */
+        for (; b < blocks; b += 4)
+            for (int l = 0; l < 4 && b + l < blocks; l++) {
+                const size_t valid = length - 16 * (b + l) < 16 ? length - 16 * (b + l) : 16;
+                const __m128i y = ks_xmm_block(rk, row_be, b + l, valid);
+                if (l == 0)
+                    acc[0] = _mm_xor_si128(acc[0], y);
+                else if (l == 1)
+                    acc[1] = _mm_xor_si128(acc[1], y);
+                else if (l == 2)
+                    acc[2] = _mm_xor_si128(acc[2], y);
+                else
+                    acc[3] = _mm_xor_si128(acc[3], y);
+            }
+    }
+    for (int i = 0; i < 4; i++)
+        _mm_storeu_si128((__m128i *)(fold + 16 * i), acc[i]);
+}
+
+AES_XMM_TARGET static void keystream_sse2(const mpss_aes256_schedule *s, size_t m, size_t length, uint8_t fold[64])
+{
+    ks_xmm_body(s, m, length, fold);
+}
+
+__attribute__((target("aes,avx2"))) static void keystream_avx2(const mpss_aes256_schedule *s, size_t m, size_t length,
+                                                                uint8_t fold[64])
+{
+    ks_xmm_body(s, m, length, fold);
+}
+
+/* The VAES loop: four consecutive blocks per zmm register (lane i holds block 4g + i, which
+ * folds into bytes 16i .. 16i + 15 of the fold as it stands), KS_CHAINS registers in flight. */
+AES_ZMM_TARGET static void keystream_vaes512(const mpss_aes256_schedule *s, size_t m, size_t length, uint8_t fold[64])
+{
+    __m512i rk[15];
+    for (int r = 0; r < 15; r++)
+        rk[r] = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)s->rk[r]));
+    /* Per 128-bit lane the counter is kept as two native qwords (row, block); reversing the
+     * bytes of each qword gives the block BE64(row) || BE64(block). */
+    const __m512i to_be = _mm512_broadcast_i32x4(_mm_set_epi8(8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
+    const __m512i step = _mm512_set_epi64(4, 0, 4, 0, 4, 0, 4, 0);
+    const size_t groups = length / 64, rem = length % 64;
+    const __mmask64 tail = rem ? (__mmask64)((1ULL << rem) - 1) : 0;
+    __m512i acc = _mm512_setzero_si512();
+    for (uint64_t row = 0; row < m; row++) {
+        const long long j = (long long)row;
+        __m512i ctr = _mm512_set_epi64(3, j, 2, j, 1, j, 0, j);
+        size_t g = 0;
+        for (; g + KS_CHAINS <= groups; g += KS_CHAINS) {
+            __m512i x[KS_CHAINS];
+            for (int l = 0; l < KS_CHAINS; l++) {
+                x[l] = _mm512_xor_si512(_mm512_shuffle_epi8(ctr, to_be), rk[0]);
+                ctr = _mm512_add_epi64(ctr, step);
+            }
+            for (int r = 1; r < 14; r++)
+                for (int l = 0; l < KS_CHAINS; l++)
+                    x[l] = _mm512_aesenc_epi128(x[l], rk[r]);
+            for (int l = 0; l < KS_CHAINS; l++)
+                acc = _mm512_xor_si512(acc, _mm512_aesenclast_epi128(x[l], rk[14]));
+        }
+        for (; g < groups + (rem != 0); g++) { /* the last groups one register at a time */
+            __m512i x = _mm512_xor_si512(_mm512_shuffle_epi8(ctr, to_be), rk[0]);
+            ctr = _mm512_add_epi64(ctr, step);
+            for (int r = 1; r < 14; r++)
+                x = _mm512_aesenc_epi128(x, rk[r]);
+            x = _mm512_aesenclast_epi128(x, rk[14]);
+            acc = _mm512_xor_si512(acc, g < groups ? x : _mm512_maskz_mov_epi8(tail, x));
+        }
+    }
+    _mm512_storeu_si512((void *)fold, acc);
+}
+#endif
+
+const char *mpss_floor_keystream_name(int isa)
+{
+#if X86
+    if (!mpss_floor_supported(isa) || !__builtin_cpu_supports("aes"))
+        return NULL;
+    switch (isa) {
+    case MPSS_FLOOR_ISA_AVX512:
+        return __builtin_cpu_supports("vaes") && __builtin_cpu_supports("avx512bw") ? "vaes512" : NULL;
+    case MPSS_FLOOR_ISA_AVX2:
+    case MPSS_FLOOR_ISA_SSE2:
+        return "aesni";
+    }
+#endif
+    (void)isa;
+    return NULL;
+}
+
+int mpss_floor_keystream(int isa, const uint8_t key[32], size_t m, size_t length, uint8_t fold[64])
+{
+    if (m == 0 || m > MPSS_FLOOR_MAX_ROWS || mpss_floor_keystream_name(isa) == NULL)
+        return -1;
+#if X86
+    mpss_aes256_schedule sched;
+    mpss_aes256_expand(key, &sched); /* per call, as a keyed split expands its fresh key */
+    switch (isa) {
+    case MPSS_FLOOR_ISA_AVX512:
+        keystream_vaes512(&sched, m, length, fold);
+        break;
+    case MPSS_FLOOR_ISA_AVX2:
+        keystream_avx2(&sched, m, length, fold);
+        break;
+    default:
+        keystream_sse2(&sched, m, length, fold);
+        break;
+    }
+    wipe(&sched, sizeof sched);
+    return 0;
+#else
+    (void)key, (void)length, (void)fold;
+    return -1;
+#endif
 }

@@ -1,7 +1,8 @@
 """``mpss bench``: every tier, pure, the floor and a memory copy side by side, as a table, JSON and a plot.
 
 Structure only: no test here asserts a speed. The floor loops are checked for the bytes
-they write, so a floor can never be a no-op.
+they write, so a floor can never be a no-op; the keystream loop (the bound of keyed
+splits) is checked for its fold against ``cryptography``'s AES-256-CTR.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import mpss_fast
 from mpss_fast import benchmark
@@ -279,3 +282,246 @@ def test_optional_peers_work_or_are_reported_missing(name: str) -> None:
         assert status[name] == peers[0].version
     else:
         assert status[name].startswith("not installed") and "mpss-fast[bench]" in status[name]
+
+
+# -- the keystream bound of keyed splits ---------------------------------------------------------
+
+KEYED_SPLIT_OPS = {"split", "split_keys"}
+"""The cases whose engine call is a keyed split (split_array: AES-256-CTR coefficient rows)."""
+KS_LENGTHS = [0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 511, 512, 513, 3 * 512 + 5 * 64 + 17, 4096 + 3]
+"""Lengths through every path of both loops: none, a partial block, whole blocks, the 8-chain
+xmm (128 B) and zmm (512 B) steps, the single-register steps and the masked tail."""
+BOUND_LINE = re.compile(
+    r"^  (?P<case>.+): the AES-256-CTR coefficients alone \((?P<impl>\w+), in registers, nothing stored\) "
+    r"run at (?P<x>[\d.]+) GB/s of secret: a split here can reach at most "
+    r"min\(1, (?P=x) / (?P<floor>[\d.]+)\) = (?P<y>[\d.]+) of the store floor$",
+    re.M,
+)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return next((set(line.split(":", 1)[1].split()) for line in fh if line.startswith("flags")), set())
+    except OSError:
+        return set()
+
+
+@pytest.fixture(scope="module")
+def keystream_isas(floor: ModuleType) -> tuple[str, ...]:
+    """The floor ISAs with a keystream loop; none (no AES instructions) skips, a failure under NO_SKIPS."""
+    if not floor.KEYSTREAM_ISAS:
+        pytest.skip("this CPU has no AES instructions: no keystream loop")
+    return tuple(floor.KEYSTREAM_ISAS)
+
+
+def _fold_of(rows: list[bytes]) -> bytes:
+    """Byte t of every row XORed into byte t % 64 (each row from t = 0), written out plainly."""
+    fold = bytearray(64)
+    for row in rows:
+        for t, byte in enumerate(row):
+            fold[t % 64] ^= byte
+    return bytes(fold)
+
+
+def _rows_by_cryptography(key: bytes, rows: int, length: int) -> list[bytes]:
+    """Row j: ``length`` bytes of AES-256-CTR from the counter block BE64(j) || BE64(0)."""
+    return [
+        Cipher(algorithms.AES256(key), modes.CTR(j.to_bytes(8, "big") + bytes(8))).encryptor().update(bytes(length))
+        for j in range(rows)
+    ]
+
+
+def test_keystream_isas_follow_the_cpu_flags(floor: ModuleType) -> None:
+    flags = _cpu_flags()
+    if not flags:
+        pytest.skip("no /proc/cpuinfo flags to compare with")
+    aes, vaes = "aes" in flags, {"aes", "vaes", "avx512f", "avx512bw"} <= flags
+    expected = {isa: None for isa in floor.ISAS}
+    expected.update({isa: "aesni" for isa in ("avx2", "sse2") if isa in floor.ISAS and aes})
+    if "avx512" in floor.ISAS and vaes:
+        expected["avx512"] = "vaes512"
+    assert {isa: floor.keystream_impl(isa) for isa in floor.ISAS} == expected
+    assert floor.KEYSTREAM_ISAS == tuple(isa for isa in floor.ISAS if expected[isa])
+    assert all(floor.has_keystream(isa) == (expected[isa] is not None) for isa in floor.ISAS)
+
+
+@pytest.mark.parametrize("length", KS_LENGTHS)
+@pytest.mark.parametrize("rows", [1, 2, 4, 9])
+def test_keystream_fold_equals_cryptography(keystream_isas: tuple[str, ...], rows: int, length: int) -> None:
+    floor = FLOOR
+    assert floor is not None
+    key = os.urandom(32)
+    expected = _fold_of(_rows_by_cryptography(key, rows, length))
+    assert benchmark.keystream_fold(key, rows, length) == expected  # FloorWork.check's reference
+    for isa in keystream_isas:
+        fold = _aligned(64, os.urandom(64))  # stale bytes: the call must overwrite all 64
+        loop = floor.Keystream(key, fold, rows=rows, length=length, isa=isa)
+        assert (loop.isa, loop.rows, loop.length, loop.streaming) == (isa, rows, length, False)
+        assert loop.impl == floor.keystream_impl(isa)
+        loop()
+        assert fold.tobytes() == expected, f"{isa} ({loop.impl}) rows={rows} length={length}"
+        loop()  # again, the schedule expanded afresh: the same fold
+        assert fold.tobytes() == expected
+
+
+def test_keystream_fold_at_the_row_limit(keystream_isas: tuple[str, ...]) -> None:
+    floor = FLOOR
+    assert floor is not None
+    key, length = os.urandom(32), 3 * 512 + 17
+    expected = _fold_of(_rows_by_cryptography(key, floor.MAX_ROWS, length))
+    for isa in keystream_isas:
+        fold = bytearray(64)
+        floor.Keystream(key, fold, rows=floor.MAX_ROWS, length=length, isa=isa)()
+        assert bytes(fold) == expected, isa
+
+
+def test_keystream_counter_blocks_are_the_engines(keystream_isas: tuple[str, ...]) -> None:
+    """The rows the loop folds are the engine's coefficient rows (its in-kernel keystream), not just any AES-CTR."""
+    native = pytest.importorskip("mpss_fast._native")
+    floor = FLOOR
+    assert floor is not None
+    engine_keystream = native.supported_keystreams()[0]
+    if engine_keystream == native.LIBRARY_KEYSTREAM:
+        pytest.skip("the engine has no in-kernel keystream here")
+    key, rows, length = os.urandom(32), 3, 1000
+    blocks = -(-length // 16)
+    engine_rows = [native.keystream(engine_keystream, key, j, 0, blocks)[:length] for j in range(rows)]
+    for isa in keystream_isas:
+        fold = bytearray(64)
+        floor.Keystream(key, fold, rows=rows, length=length, isa=isa)()
+        assert bytes(fold) == _fold_of(engine_rows), isa
+
+
+def test_keystream_fold_depends_on_key_rows_and_length(keystream_isas: tuple[str, ...]) -> None:
+    floor = FLOOR
+    assert floor is not None
+    key = bytearray(os.urandom(32))
+    fold = bytearray(64)
+
+    def run(rows: int, length: int) -> bytes:
+        floor.Keystream(key, fold, rows=rows, length=length)()
+        return bytes(fold)
+
+    base = run(2, 1000)
+    assert len({base, run(1, 1000), run(3, 1000), run(2, 999), run(2, 1001)}) == 5
+    assert run(2, 0) == bytes(64)
+    key[31] ^= 1  # the loop reads the caller's key buffer at each call
+    assert run(2, 1000) != base
+
+
+def test_keystream_rejects_bad_arguments(floor: ModuleType) -> None:
+    key, fold = os.urandom(32), bytearray(64)
+    assert floor.keystream_impl("portable") is None and not floor.has_keystream("portable")
+    with pytest.raises(ValueError, match="isa 'portable' has no keystream loop on this CPU"):
+        floor.Keystream(key, fold, rows=2, length=64, isa="portable")
+    with pytest.raises(ValueError, match="unknown isa"):
+        floor.Keystream(key, fold, rows=2, length=64, isa="mmx")
+    with pytest.raises(ValueError, match="unknown isa"):
+        floor.keystream_impl("mmx")
+    if not floor.KEYSTREAM_ISAS:
+        with pytest.raises(ValueError, match="no AES instructions"):
+            floor.Keystream(key, fold, rows=2, length=64)
+        return
+    with pytest.raises(ValueError, match="rows must be 1 to 254, not 0"):
+        floor.Keystream(key, fold, rows=0, length=64)
+    with pytest.raises(ValueError, match="rows must be 1 to 254, not 255"):
+        floor.Keystream(key, fold, rows=255, length=64)
+    with pytest.raises(ValueError, match="length must be >= 0, not -1"):
+        floor.Keystream(key, fold, rows=2, length=-1)
+    with pytest.raises(ValueError, match="key must be 32 bytes and the fold 64, not 31 and 64"):
+        floor.Keystream(key[:31], fold, rows=2, length=64)
+    with pytest.raises(ValueError, match="not 32 and 63"):
+        floor.Keystream(key, bytearray(63), rows=2, length=64)
+    with pytest.raises((ValueError, BufferError)):
+        floor.Keystream(key, bytes(64), rows=2, length=64)  # read-only fold
+    with pytest.raises(TypeError):
+        floor.Keystream(key, fold, 2, 64)  # rows and length are keyword-only
+
+
+def test_floor_work_checks_its_keystream_loops(floor: ModuleType, keystream_isas: tuple[str, ...]) -> None:
+    variants = benchmark.keystream_variants(floor)
+    assert [impl for _, _, impl in variants] == list(dict.fromkeys(floor.keystream_impl(i) for i in keystream_isas))
+    assert all(label == f"bound:keystream-{impl}" for label, _, impl in variants)
+    assert benchmark.FloorWork(floor, "store", 5, 1000).bounds == {}  # no coefficient rows, no bound
+    work = benchmark.FloorWork(floor, "store", 5, 1000 + 17, rows=2)
+    assert set(work.bounds) == {label for label, _, _ in variants}
+    work.check()
+    label = variants[0][0]
+    assert work.describe_bound(label) == variants[0][2]
+    saved = work.bounds[label]
+    work.bounds[label] = lambda: None  # a loop that skips its work leaves the cleared fold: caught
+    with pytest.raises(RuntimeError, match="folded wrong bytes"):
+        work.check()
+    other = bytearray(os.urandom(32))  # the keystream of another key: caught
+    work.bounds[label] = floor.Keystream(other, work.fold, rows=2, length=1000 + 17)
+    with pytest.raises(RuntimeError, match="folded wrong bytes"):
+        work.check()
+    work.bounds[label] = floor.Keystream(work.key, work.fold, rows=1, length=1000 + 17)  # a row short: caught
+    with pytest.raises(RuntimeError, match="folded wrong bytes"):
+        work.check()
+    work.bounds[label] = saved
+    work.check()
+
+
+def test_workloads_name_their_coefficient_rows() -> None:
+    cases = {c.op: c for c in benchmark.default_cases((4096,), keys=10, k=4, n=6)}
+    rows = {op: case.make().coefficient_rows() for op, case in cases.items()}
+    assert rows == {
+        "split": 3,
+        "split_keys": 3,
+        "combine": 0,
+        "combine_keys": 0,
+        "xor_into": 0,
+        "reencrypt_into": 0,
+        "split_key": 0,  # short secrets take their coefficients from the OS, no keystream
+    }
+
+
+def test_bench_prints_and_saves_the_keystream_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keystream_isas: tuple[str, ...]
+) -> None:
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--sizes", "64K", "--rounds", "3", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(path.read_text())
+    assert "keyed splits also time their AES-256-CTR keystream alone" in report["floor"]["status"]
+    cases = report["floor"]["cases"]
+    ops = {r["case"]: r["op"] for r in report["results"]}
+    keyed = {case for case in cases if ops[case] in KEYED_SPLIT_OPS}
+    assert keyed == {"split 64 KiB k=3 n=5", "split 100,000 x 32 B keys k=3 n=5"}
+    printed = {m["case"]: m for m in BOUND_LINE.finditer(out)}
+    assert set(printed) == keyed
+    floor_section = out.split("\nfraction of the floor")[0].split("\nfloor: ")[1]
+    impls = {impl for _, _, impl in benchmark.keystream_variants(FLOOR)} if FLOOR else set()
+    for case, entry in cases.items():
+        fields = (entry["keystream"], entry["keystream_gb_per_s"], entry["bound"])
+        if case not in keyed:
+            assert fields == (None, None, None), case
+            continue
+        impl, x, bound = fields
+        assert impl in impls and x > 0 and 0 < bound <= 1
+        assert bound == pytest.approx(min(1.0, x / entry["gb_per_s"]), rel=2e-3)
+        line = printed[case]
+        assert line["impl"] == impl and line.group(0).strip() in floor_section
+        assert float(line["x"]) == pytest.approx(x, rel=0.01) and float(line["floor"]) == pytest.approx(
+            entry["gb_per_s"], rel=0.01
+        )
+        assert float(line["y"]) == pytest.approx(bound, abs=0.006)
+        assert float(line["y"]) == pytest.approx(min(1.0, float(line["x"]) / float(line["floor"])), abs=0.01)
+    for r in report["results"]:
+        measured = r["engine"] == "floor" and r["case"] in keyed
+        assert (r["keystream"] is not None) == measured and (r["bound"] is not None) == measured
+        if measured:
+            assert (r["keystream"], r["keystream_gb_per_s"], r["bound"]) == (
+                cases[r["case"]]["keystream"],
+                cases[r["case"]]["keystream_gb_per_s"],
+                cases[r["case"]]["bound"],
+            )
+    # a bound, not a contender: no column of its own, and the floor column is the store loop's
+    assert "bound:" not in out and {r["engine"] for r in report["results"]} == {
+        *mpss_fast.KERNELS,
+        "pure",
+        "copy",
+        "floor",
+    }

@@ -347,6 +347,18 @@ def private_holders(secret: Secret) -> list[Any]:
     return [record, _PairState(outstanding=OrderedDict({uuid.uuid4(): raw}))]
 
 
+@scenario
+def floor_keystream(secret: Secret) -> list[Any]:
+    """The floor harness's keystream loop holds an AES-256 key (random in ``mpss bench``): where this CPU has one."""
+    try:
+        from mpss_fast import _floor
+    except ImportError:  # an extension-less build: no such class to look at
+        return []
+    if not _floor.KEYSTREAM_ISAS:  # no AES instructions: ALLOWED covers it (default repr)
+        return []
+    return [_floor.Keystream(secret.bytes, bytearray(64), rows=2, length=64)]
+
+
 @pytest.mark.parametrize("build", SCENARIOS, ids=lambda fn: fn.__name__)
 def test_no_repr_shows_the_secret(build: Scenario) -> None:
     secret = Secret()
@@ -407,6 +419,7 @@ ALLOWED: dict[str, str] = {
     "mpss_fast.benchmark.FloorWork": BENCH,
     "mpss_fast._floor.Store": BENCH,
     "mpss_fast._floor.Xor": BENCH,
+    "mpss_fast._floor.Keystream": DEFAULT_REPR,  # also built by the floor_keystream scenario
     "mpss_fast._calibrate.Choice": PLAIN_FIELDS,
     "mpss_fast.demo.DemoResult": "the demo's output lines: SHA-256 fingerprints, never key bytes",
     "mpss_fast.engine.Engine": "the backend and kernel names",

@@ -8,7 +8,9 @@ memory copy (``numpy.copyto``) of the same number of bytes, as a yardstick of wh
 machine can move, and this machine's **floor** for the case's work (:class:`FloorWork`:
 plain C loops in the ``mpss_fast._floor`` extension that read and write exactly the bytes
 the workload must), so each engine figure is also quoted as a fraction of its floor
-measured in the same rounds. With ``peers=True`` other Shamir implementations join the cases they
+measured in the same rounds. Keyed splits also time the AES-256-CTR keystream their
+coefficients need, alone (:class:`FloorWork`'s bound loops), which bounds how close to
+the store floor a split can come on this CPU. With ``peers=True`` other Shamir implementations join the cases they
 can run: ``galois`` (field arrays, vectorized over all bytes), PyPI ``tss`` and
 pycryptodome's ``Shamir`` (16-byte secrets only). The machine may be shared and noisy:
 compare ratios from one run, not figures from different runs. The pytest-benchmark suite
@@ -64,6 +66,9 @@ FLOOR = "floor"
 """The contender label of a case's floor: the fastest of its floor loops (:func:`floor_variants`)."""
 FLOOR_ISAS = 2
 """The floor loops run on this many of the widest instruction sets the CPU has (AVX-512 and AVX2 on x86)."""
+BOUND = "bound"
+"""The label prefix of a bound loop (``bound:keystream-vaes512``): timed with the floor, never part of it."""
+KEYSTREAM = f"{BOUND}:keystream"
 PLOT_HINT = "install mpss-fast[bench] (or pip install matplotlib)"
 
 Call = Callable[[], object]
@@ -297,6 +302,10 @@ class Workload(Protocol):
         """``("store", n, nbytes)``: read nbytes, write n copies; ``("xor", k, nbytes)``: k in, 1 out; or None."""
         ...
 
+    def coefficient_rows(self) -> int:
+        """Rows of AES-256-CTR keystream the engine makes per secret byte (k - 1 for a keyed split), else 0."""
+        ...
+
 
 # -- the floor --------------------------------------------------------------------------
 
@@ -312,7 +321,15 @@ def load_floor() -> tuple[ModuleType | None, str]:
         )
     isas = " and ".join(dict.fromkeys(isa for _, isa, _ in floor_variants(_floor)))
     stores = "ordinary and streaming (-nt) stores" if _floor.has_streaming() else "ordinary stores"
-    return _floor, f"C loops on {isas}, {stores}, in the same rounds as the engine; the fastest is each case's floor"
+    impls = ", ".join(impl for _, _, impl in keystream_variants(_floor))
+    bound = (
+        f"keyed splits also time their AES-256-CTR keystream alone ({impls}), a bound rather than a floor"
+        if impls
+        else "no AES instructions here: the keystream bound of keyed splits is not measured"
+    )
+    return _floor, (
+        f"C loops on {isas}, {stores}, in the same rounds as the engine; the fastest is each case's floor; {bound}"
+    )
 
 
 def floor_variants(floor: ModuleType) -> list[tuple[str, str, bool]]:
@@ -328,6 +345,42 @@ def floor_variants(floor: ModuleType) -> list[tuple[str, str, bool]]:
         if floor.has_streaming(isa):
             variants.append((f"{FLOOR}:{isa}-nt", isa, True))
     return variants
+
+
+def keystream_variants(floor: ModuleType) -> list[tuple[str, str, str]]:
+    """(label, isa, implementation) of each keystream loop timed per keyed split.
+
+    One per AES implementation this CPU runs (VAES on zmm, AES-NI on xmm), on the widest
+    instruction set that has it, e.g. ``("bound:keystream-vaes512", "avx512", "vaes512")``;
+    the fastest is the case's keystream bound. Empty without AES instructions.
+    """
+    variants: dict[str, tuple[str, str, str]] = {}
+    for isa in floor.KEYSTREAM_ISAS:
+        impl = floor.keystream_impl(isa)
+        variants.setdefault(impl, (f"{KEYSTREAM}-{impl}", isa, impl))
+    return list(variants.values())
+
+
+def keystream_fold(key: bytes, rows: int, length: int) -> bytes:
+    """The XOR fold, in 64-byte lanes, of ``rows`` keyed-split coefficient rows of ``length`` bytes.
+
+    Made with ``cryptography``'s AES-256-CTR, row j from the counter block
+    ``BE64(j) || BE64(0)`` as in a keyed split; byte t of every row is XORed into byte
+    ``t % 64`` of the fold. The reference for the keystream loops.
+    """
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from ._random import row_counter
+
+    fold = np.zeros(64, dtype=np.uint8)
+    chunk = 4 * MIB  # a multiple of 64: each chunk folds into the same lanes
+    for row in range(rows):
+        encryptor = Cipher(algorithms.AES(key), modes.CTR(row_counter(row, 0))).encryptor()
+        for start in range(0, length, chunk):
+            size = min(chunk, length - start)
+            stream = encryptor.update(bytes(size)) + bytes(-size % 64)
+            fold ^= np.bitwise_xor.reduce(np.frombuffer(stream, dtype=np.uint8).reshape(-1, 64), axis=0)
+    return fold.tobytes()
 
 
 def _aligned_buffer(nbytes: int, fill: np.ndarray | None = None) -> np.ndarray:
@@ -349,10 +402,19 @@ class FloorWork:
     touched here, once; each loop runs with ordinary stores and, where the CPU has them,
     non-temporal (streaming) ones, on the widest instruction sets (:func:`floor_variants`),
     and :meth:`check` reads the outputs back, so a loop cannot be a no-op.
+
+    With ``rows`` (the coefficient rows of a keyed split, k - 1) it also holds the
+    **bound** loops (:attr:`bounds`, :func:`keystream_variants`): the AES-256-CTR keystream
+    of those rows alone, made in registers and folded into 64 bytes under a random key. Not
+    part of the floor: a split cannot be faster than its keystream either, so the bound is
+    ``min(1, floor time / keystream time)`` of the floor. :meth:`check` compares each fold
+    with :func:`keystream_fold`.
     """
 
-    def __init__(self, floor: ModuleType, kind: Literal["store", "xor"], streams: int, nbytes: int) -> None:
-        self.kind, self.streams, self.nbytes = kind, streams, nbytes
+    def __init__(
+        self, floor: ModuleType, kind: Literal["store", "xor"], streams: int, nbytes: int, rows: int = 0
+    ) -> None:
+        self.kind, self.streams, self.nbytes, self.rows = kind, streams, nbytes, rows
         if kind == "store":
             self.inputs = [_aligned_buffer(nbytes, _urandom_array(nbytes))]
             self.outputs = [_aligned_buffer(nbytes) for _ in range(streams)]
@@ -365,6 +427,14 @@ class FloorWork:
         self.calls: dict[str, Call] = {
             label: loop(isa=isa, streaming=streaming) for label, (isa, streaming) in self.variants.items()
         }
+        self.key, self.fold = bytearray(os.urandom(32)), np.zeros(64, dtype=np.uint8)
+        self.impls = {label: impl for label, _, impl in keystream_variants(floor)} if rows else {}
+        self.bounds: dict[str, Call] = {
+            label: floor.Keystream(self.key, self.fold, rows=rows, length=nbytes, isa=isa)
+            for label, isa, _ in keystream_variants(floor)
+            if rows
+        }
+        self._expected_fold: bytes | None = None
 
     def describe_variant(self, label: str) -> str:
         """``avx512-nt (streaming stores)`` for the loop ``floor:avx512-nt``."""
@@ -378,6 +448,10 @@ class FloorWork:
             return f"read {size} once, write {self.streams} x {size}"
         return f"read {self.streams} x {size}, write their XOR ({size})"
 
+    def describe_bound(self, label: str) -> str:
+        """The implementation of the bound loop ``label``, e.g. ``vaes512`` for ``bound:keystream-vaes512``."""
+        return self.impls[label]
+
     def check(self) -> None:
         """Clear the outputs, run each loop once, and compare with numpy: a floor that skipped work would fail."""
         if self.kind == "store":
@@ -390,6 +464,13 @@ class FloorWork:
             call()
             if not all(np.array_equal(out, expected) for out in self.outputs):
                 raise RuntimeError(f"the {label} loop ({self.kind}) wrote wrong bytes")
+        if self.bounds and self._expected_fold is None:
+            self._expected_fold = keystream_fold(bytes(self.key), self.rows, self.nbytes)
+        for label, call in self.bounds.items():
+            self.fold.fill(0)
+            call()
+            if self.fold.tobytes() != self._expected_fold:
+                raise RuntimeError(f"the {label} loop (keystream) folded wrong bytes")
 
 
 class SplitArray:
@@ -408,6 +489,9 @@ class SplitArray:
 
     def floor_shape(self) -> tuple[Literal["store", "xor"], int, int] | None:
         return ("store", self.n, self.secrets.nbytes)
+
+    def coefficient_rows(self) -> int:
+        return self.k - 1  # a keyed split: AES-256-CTR rows over the whole (m, length) array as one stream
 
 
 class CombineArray:
@@ -431,6 +515,9 @@ class CombineArray:
     def floor_shape(self) -> tuple[Literal["store", "xor"], int, int] | None:
         return ("xor", self.k, self.secrets.nbytes)
 
+    def coefficient_rows(self) -> int:
+        return 0
+
 
 class XorInto:
     """``xor_into(a, b, out)`` of two buffers (a one-time-pad step)."""
@@ -446,6 +533,9 @@ class XorInto:
 
     def floor_shape(self) -> tuple[Literal["store", "xor"], int, int] | None:
         return ("xor", 2, len(self.out))
+
+    def coefficient_rows(self) -> int:
+        return 0
 
 
 class ReencryptInto:
@@ -464,6 +554,9 @@ class ReencryptInto:
     def floor_shape(self) -> tuple[Literal["store", "xor"], int, int] | None:
         return ("xor", 3, len(self.out))
 
+    def coefficient_rows(self) -> int:
+        return 0
+
 
 class SplitOne:
     """One ``split()`` of a short key: the per-call cost (validation, randomness, result bytes)."""
@@ -479,6 +572,9 @@ class SplitOne:
 
     def floor_shape(self) -> tuple[Literal["store", "xor"], int, int] | None:
         return None  # a per-call cost, not a memory stream
+
+    def coefficient_rows(self) -> int:
+        return 0  # short secrets take their coefficients straight from the OS (no keystream)
 
 
 @dataclass(frozen=True)
@@ -643,6 +739,12 @@ class Result:
     """The floor's median time / this one: the fraction of this machine's floor for the case (1 = at the floor)."""
     detail: str | None = None
     """For the ``floor`` row: what its loop does, the instruction set and which stores were faster."""
+    keystream: str | None = None
+    """For the ``floor`` row of a keyed split: the AES implementation of its fastest keystream loop (``vaes512``)."""
+    keystream_gb_per_s: float | None = None
+    """For that row: GB/s of secret of the keystream alone (k - 1 rows per secret byte, in registers)."""
+    bound: float | None = None
+    """For that row: ``min(1, keystream_gb_per_s / gb_per_s)``, the most of the store floor a split can reach here."""
 
 
 def contenders(tiers: Iterable[str] | None = None, pure: bool = True) -> list[tuple[str, Engine]]:
@@ -685,15 +787,16 @@ def _calls(
     shape = work.floor_shape() if floor is not None else None
     floor_work = None
     if floor is not None and shape is not None:
-        floor_work = FloorWork(floor, *shape)
+        floor_work = FloorWork(floor, *shape, rows=work.coefficient_rows())
         floor_work.check()
         calls.extend(floor_work.calls.items())
+        calls.extend(floor_work.bounds.items())
     calls.append(("copy", _copy_call(case)))
     return calls, floor_work
 
 
 def _yardstick(label: str) -> bool:
-    return label == "copy" or label.startswith(FLOOR)
+    return label == "copy" or label.startswith((FLOOR, BOUND))
 
 
 def time_case(
@@ -707,7 +810,8 @@ def time_case(
 
     With ``floor`` (the ``mpss_fast._floor`` module) the case's floor loops run as
     contenders too (:func:`floor_variants`); the fastest is the floor, reported as the
-    contender ``floor``.
+    contender ``floor``. A keyed split's keystream loops (:func:`keystream_variants`) run
+    with them; the fastest gives the ``floor`` row's ``keystream_gb_per_s`` and ``bound``.
     """
     calls, floor_work = _calls(case, engines, peers, floor)
     for _, call in calls:
@@ -726,8 +830,10 @@ def time_case(
     medians = {label: statistics.median(series) for (label, _), series in zip(calls, times, strict=True)}
     calls_of = {label: repeat for (label, _), repeat in zip(calls, repeats, strict=True)}
     detail = None
+    keystream: dict[str, Any] = {}
     if floor_work is not None:
         loops = {label: medians.pop(label) for label in floor_work.calls}
+        bounds = {label: medians.pop(label) for label in floor_work.bounds}
         fastest = min(loops, key=loops.__getitem__)
         others = ", ".join(
             f"{label.removeprefix(FLOOR + ':')} {short_number(case.nbytes / median / 1e9)}"
@@ -737,6 +843,13 @@ def time_case(
         detail = f"{floor_work.describe()}; fastest {floor_work.describe_variant(fastest)}"
         detail += f"; others, GB/s: {others}" if others else ""
         calls_of[FLOOR] = calls_of[fastest]
+        if bounds:
+            quickest = min(bounds, key=bounds.__getitem__)
+            keystream = {
+                "keystream": floor_work.describe_bound(quickest),
+                "keystream_gb_per_s": case.nbytes / bounds[quickest] / 1e9,
+                "bound": min(1.0, loops[fastest] / bounds[quickest]),
+            }
         medians = {**{k: v for k, v in medians.items() if k != "copy"}, FLOOR: loops[fastest], "copy": medians["copy"]}
     results = []
     for label, median in medians.items():
@@ -756,6 +869,7 @@ def time_case(
                 vs_copy=medians["copy"] / median,
                 vs_floor=medians[FLOOR] / median if FLOOR in medians else None,
                 detail=detail if label == FLOOR else None,
+                **(keystream if label == FLOOR else {}),
             )
         )
     return results
@@ -866,6 +980,15 @@ def _matrix(
     return lines
 
 
+def bound_line(r: Result) -> str:
+    """The keystream bound of a keyed split's ``floor`` row, in words."""
+    x, floor = short_number(r.keystream_gb_per_s or 0.0), short_number(r.gb_per_s)
+    return (
+        f"{r.case}: the AES-256-CTR coefficients alone ({r.keystream}, in registers, nothing stored) run at "
+        f"{x} GB/s of secret: a split here can reach at most min(1, {x} / {floor}) = {r.bound:.2f} of the store floor"
+    )
+
+
 def format_table(results: Sequence[Result], floor_status: str | None = None) -> str:
     """Text matrices: throughput, fraction of the floor, speed-up over pure, fraction of memory-copy speed.
 
@@ -877,7 +1000,8 @@ def format_table(results: Sequence[Result], floor_status: str | None = None) -> 
     floors = [r for r in results if r.engine == FLOOR]
     lines += ["", f"floor: {floor_status}" if floor_status else "floor:"]
     if floors:
-        lines += [f"  {r.case}: {r.detail}" for r in floors]
+        for r in floors:
+            lines += [f"  {r.case}: {r.detail}", *([f"  {bound_line(r)}"] if r.bound is not None else [])]
         lines += ["", "fraction of the floor (the floor's median time in the same rounds / this time: 1 = at it)"]
         lines += _matrix(results, lambda r: "-" if r.vs_floor is None else f"{r.vs_floor:.2f}", skip=(FLOOR, "copy"))
     elif not floor_status:
@@ -920,7 +1044,17 @@ def report(
     """The JSON document of ``mpss bench --json`` (described in docs/benchmarks.md)."""
     from . import KERNEL, __version__
 
-    floors = {r.case: {"detail": r.detail, "gb_per_s": _round(r.gb_per_s)} for r in results if r.engine == FLOOR}
+    floors = {
+        r.case: {
+            "detail": r.detail,
+            "gb_per_s": _round(r.gb_per_s),
+            "keystream": r.keystream,
+            "keystream_gb_per_s": _round(r.keystream_gb_per_s),
+            "bound": _round(r.bound),
+        }
+        for r in results
+        if r.engine == FLOOR
+    }
     return {
         "mpss_fast": __version__,
         "kernels": list(native_tiers()),
