@@ -91,3 +91,38 @@ def test_kernels_identical_at_block_and_group_edges(both_engines: tuple[Engine, 
             assert a == pure.split(secret, k, n, poly=poly, rng=seeded_rng(b"c"))
             assert native.combine(a[:k], poly=poly) == pure.combine(a[:k], poly=poly) == secret
             assert native.combine(a[-k - 2 :], poly=poly) == secret
+
+
+# Output sizes around the thresholds where combine, xor and reencrypt switch to streaming
+# (non-temporal) stores: 1 MiB for three inputs or more, above 8 MiB for two.
+STREAM_EDGES = ((1 << 20) - 1, 1 << 20, (1 << 20) + 37, (8 << 20) + 65)
+
+
+@pytest.mark.parametrize("length", STREAM_EDGES)
+@pytest.mark.parametrize("offset", [0, 5, 32])
+def test_streamed_stores_match_the_oracle(both_engines: tuple[Engine, Engine], length: int, offset: int) -> None:
+    """Combine, xor_into and reencrypt_into on both sides of the streaming thresholds, outputs misaligned too.
+
+    The oracle is numpy for the XORs and the pure backend for the combine, whose weights
+    for x = 1, 2, 3 are not 1, so a store path that skipped or repeated a vector shows.
+    """
+    native, pure = both_engines
+    rng = np.random.default_rng(length + offset)
+    ins = rng.integers(0, 256, size=(3, length), dtype=np.uint8)
+    backing = np.zeros(length + 64, dtype=np.uint8)
+    out = backing[offset : offset + length]
+    assert native.xor_into(ins[0], ins[1], out) == length
+    assert np.array_equal(out, ins[0] ^ ins[1])
+    assert native.reencrypt_into(ins[0], ins[1], ins[2], out) == length
+    assert np.array_equal(out, ins[0] ^ ins[1] ^ ins[2])
+    assert not backing[:offset].any() and not backing[offset + length :].any()
+    if length > (2 << 20):
+        return  # the pure combine of 8 MiB takes seconds; the XORs above cover that threshold
+    shares = ins.reshape(3, 1, length)
+    expected = pure.combine_array(shares, [1, 2, 3])
+    native.combine_array(shares, [1, 2, 3], out=out.reshape(1, length))
+    assert np.array_equal(out, expected[0])
+    assert not backing[:offset].any() and not backing[offset + length :].any()
+    inplace = ins[0].copy()
+    native.reencrypt_into(inplace, ins[1], ins[2], inplace)
+    assert np.array_equal(inplace, ins[0] ^ ins[1] ^ ins[2])
