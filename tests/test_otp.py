@@ -82,3 +82,21 @@ def test_reencrypt_rejects_bad_input(engine: Engine) -> None:
     view = memoryview(buf)
     with pytest.raises(ParameterError, match="partially overlaps"):
         engine.reencrypt_into(view[0:8], view[0:8], view[0:8], view[4:12])
+
+
+def test_partial_overlap_is_found_through_read_only_views(engine: Engine) -> None:
+    """A read-only view of a writable buffer still shares its memory: out may not half-overlap it."""
+    from mpss_fast import ParameterError
+
+    buf = bytearray(12)
+    with pytest.raises(ParameterError, match="partially overlaps b"):
+        engine.xor_into(bytes(8), memoryview(buf)[0:8].toreadonly(), memoryview(buf)[4:12])
+    arr = np.zeros(12, dtype=np.uint8)
+    frozen = arr[2:10]
+    frozen.flags.writeable = False
+    with pytest.raises(ParameterError, match="partially overlaps a"):
+        engine.xor_into(frozen, bytes(8), arr[0:8])
+    # the same memory exactly is in place, and a bytes input never overlaps anything
+    target = bytearray(b"\x0f" * 8)
+    assert engine.xor_into(memoryview(target).toreadonly(), b"\xff" * 8, target) == 8
+    assert target == b"\xf0" * 8
