@@ -68,9 +68,12 @@ def check_xs(
     xs: Any, count: int, name: str = "xs", error: type[ParameterError] | type[ShareError] = ParameterError
 ) -> bytes:
     """``count`` distinct x coordinates in 1..255, as bytes."""
-    if isinstance(xs, str) or not isinstance(xs, Iterable):
+    if (type(xs) is list or type(xs) is tuple) and all(type(x) is int for x in xs):
+        values = list(xs)  # the common case, without a call per item
+    elif isinstance(xs, str) or not isinstance(xs, Iterable):
         raise InputTypeError(f"{name} must be a sequence of ints, not {type(xs).__name__}")
-    values = [check_int(x, name + " item") for x in xs]
+    else:
+        values = [check_int(x, name + " item") for x in xs]
     if len(values) != count:
         raise error(f"{name} must have {count} entries, not {len(values)}")
     for x in values:
@@ -229,9 +232,10 @@ def check_out_array(out: Any, shape: tuple[int, ...], inputs: dict[str, np.ndarr
     out = _check_uint8_array(out, "out")
     if out.shape != shape:
         raise ParameterError(f"out must have shape {shape}, not {out.shape}")
-    if not out.flags.c_contiguous:
+    flags = out.flags
+    if not flags.c_contiguous:
         raise ParameterError("out must be C-contiguous")
-    if not out.flags.writeable:
+    if not flags.writeable:
         raise ParameterError("out must be writable")
     import numpy as np
 
