@@ -122,6 +122,7 @@ def test_the_nodelab_configs_are_accepted(transport: str) -> None:
         assert cfg.peer_listen == ("127.0.0.1", 7000 + NODES.index(name))
         if transport == "udp":
             assert cfg.udp == {n: ("127.0.0.1", 6000 + i) for i, n in enumerate(NODES)}
+            assert cfg.udp_rcvbuf_bytes == 4 << 20  # the default of docs/node.md
         else:
             assert cfg.udp == {} and cfg.tun == "mpss0"
         if name in ("S", "D"):
@@ -150,6 +151,11 @@ def test_optional_sections_are_read() -> None:
     assert cfg.refill_interval_s == 1.0 and isinstance(cfg.refill_interval_s, float)
     assert (cfg.collect_s, cfg.dec_wait_s, cfg.tamper, cfg.tun) == (0.5, 3.0, True, "mpss-test")
     assert (cfg.links[0].sae_id, cfg.links[0].neighbour_sae_id) == ("sae.R1@x", "sae-S")
+
+
+def test_the_udp_receive_buffer_is_read() -> None:
+    for size in (65536, 8 << 20, 1 << 30):
+        assert parse_config({**_lab()["R1"], "udp_rcvbuf_bytes": size}).udp_rcvbuf_bytes == size
 
 
 def _toml_value(value: Any) -> str:
@@ -341,6 +347,19 @@ _BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("udp with srv6", _set("transport", "srv6"), r"^udp: endpoints are only used with transport 'udp'"),
     ("tun 16 chars", _set("tun", "a" * 16), r"^tun: interface names have at most 15 characters, not 'a{16}'"),
     ("tun empty", _set("tun", ""), r"^tun must be a non-empty string"),
+    *[
+        (
+            f"udp_rcvbuf_bytes {value!r}",
+            _set("udp_rcvbuf_bytes", value),
+            rf"^udp_rcvbuf_bytes must be an integer >= 65536 and <= 1073741824, not {re.escape(repr(value))}$",
+        )
+        for value in (0, -1, 65535, 1 << 30 | 1, 1.5, 4194304.0, "4194304", True, None)
+    ],
+    (
+        "udp_rcvbuf_bytes with srv6",
+        _both(_set("transport", "srv6"), _drop("udp"), _set("udp_rcvbuf_bytes", 65536)),
+        r"^udp_rcvbuf_bytes: only used with transport 'udp'$",
+    ),
     # TLS
     ("tls and plain", _both(_tls, _set("plain_http", True)), r"^plain_http = true and a tls section exclude"),
     ("neither", _drop("plain_http"), r"^a tls section \(cert, key, node_ca, app_ca\) is required; plain_http = "),

@@ -20,6 +20,13 @@ from ..kmp.files import load as load_topology
 from .etsi014 import check_sae_id
 from .kme_sim import parse_listen
 from .store import MAX_LEASE_BYTES
+from .transport import DEFAULT_UDP_RCVBUF_BYTES
+
+MIN_UDP_RCVBUF_BYTES = 65536
+"""The smallest ``udp_rcvbuf_bytes``: room for one datagram of the largest size."""
+
+MAX_UDP_RCVBUF_BYTES = 1 << 30
+"""The largest ``udp_rcvbuf_bytes`` (Linux doubles it into a signed int)."""
 
 MAX_SECONDS = 3600.0
 """The longest interval or wait a configuration may set."""
@@ -99,6 +106,8 @@ class NodeConfig:
     collect_s: float = 0.25
     dec_wait_s: float = 2.0
     tamper: bool = False
+    udp_rcvbuf_bytes: int = DEFAULT_UDP_RCVBUF_BYTES
+    """The receive buffer the UDP share socket asks for (transport ``udp``)."""
 
     @property
     def plain_http(self) -> bool:
@@ -119,7 +128,7 @@ class NodeConfig:
 
 
 _TOP = {
-    "node", "db", "topology", "k", "n", "transport", "tun", "udp", "links", "tls", "plain_http",
+    "node", "db", "topology", "k", "n", "transport", "tun", "udp", "udp_rcvbuf_bytes", "links", "tls", "plain_http",
     "peer", "api", "keys", "destination", "testing",
 }  # fmt: skip
 _REQUIRED = ("node", "db", "topology", "k", "n", "links", "peer")
@@ -254,6 +263,14 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
             udp[name] = _listen(table[name], f"udp.{name}")
     elif "udp" in cfg:
         raise NodeConfigError("udp: endpoints are only used with transport 'udp'")
+    if transport != "udp" and "udp_rcvbuf_bytes" in cfg:
+        raise NodeConfigError("udp_rcvbuf_bytes: only used with transport 'udp'")
+    udp_rcvbuf = _int(
+        cfg.get("udp_rcvbuf_bytes", DEFAULT_UDP_RCVBUF_BYTES),
+        "udp_rcvbuf_bytes",
+        MIN_UDP_RCVBUF_BYTES,
+        MAX_UDP_RCVBUF_BYTES,
+    )
 
     plain = cfg.get("plain_http", False)
     if type(plain) is not bool:
@@ -371,6 +388,7 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
         collect_s=_seconds(dest.get("collect_s", 0.25), "destination.collect_s"),
         dec_wait_s=_seconds(dest.get("dec_wait_s", 2.0), "destination.dec_wait_s"),
         tamper=tamper,
+        udp_rcvbuf_bytes=udp_rcvbuf,
     )
 
 

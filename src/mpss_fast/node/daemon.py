@@ -175,7 +175,7 @@ class Node:
         cfg = self.config
         if cfg.transport == "srv6":
             return TunTransport(cfg.tun, cfg.sid)
-        return UdpTransport(cfg.udp[cfg.node], cfg.udp)
+        return UdpTransport(cfg.udp[cfg.node], cfg.udp, rcvbuf_bytes=cfg.udp_rcvbuf_bytes)
 
     def _tls_contexts(self) -> _TlsContexts:
         """One TLS context per role (none with plain HTTP): the peer API trusts only the node CA, the
@@ -349,9 +349,11 @@ class Node:
                     log.warning("node %s: key %s arrived twice; the first is kept", self.config.node, key_id)
 
     def stats(self) -> dict[str, Any]:
-        """Counters: shares, keys, drops, tamper reports, link key streams, refills, link faults and task
-        restarts (no secrets)."""
+        """Counters: shares, keys, drops (the share logic's and the transport's, by reason), tamper reports,
+        link key streams, refills, link faults and task restarts (no secrets)."""
         shares = asdict(self.shares.stats) if self.shares is not None else {}
+        if self.transport is not None:
+            shares["dropped"] = {**shares.get("dropped", {}), **self.transport.drops()}
         links = {}
         if self.store is not None:
             for link, (position, end) in self.store.links().items():
