@@ -9,6 +9,9 @@ from collections.abc import Sequence
 
 NAME: str
 tier: str
+"""The tier of the splits: eval_shares, split_keyed, split_small."""
+combine_tier: str
+"""The tier of interpolate, xor and xor3 (the same as ``tier`` unless chosen apart)."""
 constant_time: bool
 keystream: str
 

@@ -3,9 +3,9 @@
 The C kernels in ``csrc/`` come in tiers, one per instruction set (``csrc/mpss_tiers.h``):
 ``gfni512`` (AVX-512 + GFNI), ``gfni256`` (AVX2 + GFNI), ``avx2`` and ``ssse3`` (PSHUFB
 nibble tables), ``swar`` (portable shift-and-xor) and ``table`` (log/antilog product
-rows; not constant time). A :class:`Kernels` object binds the contract to one tier;
-its methods take raw pointers from validated buffers and run the kernel with the GIL
-released.
+rows; not constant time). A :class:`Kernels` object binds the contract to one tier, or
+to one tier for splits and another for combines and XORs; its methods take raw pointers
+from validated buffers and run the kernel with the GIL released.
 
 Inputs have been validated by ``_validate``: 1-D ``'B'`` views of equal length >= 1
 (``xor``/``xor3`` accept length 0).
@@ -149,6 +149,14 @@ cdef const mpss_tier *_tier(str name) except NULL:
     return t
 
 
+cdef const mpss_tier *_supported_tier(str name) except NULL:
+    cdef const mpss_tier *t = _tier(name)
+    if not t.supported():
+        raise ValueError(f"kernel tier {name!r} is not supported by this CPU; it supports: "
+                         f"{', '.join(supported_tiers())}")
+    return t
+
+
 cdef const mpss_gf256_field *_field(int poly) except NULL:
     cdef const mpss_gf256_field *f = mpss_gf256_field_for(poly)
     if f == NULL:
@@ -213,25 +221,33 @@ cdef class _Pointers:
 
 @cython.auto_pickle(False)  # holds raw pointers: never pickled
 cdef class Kernels:
-    """The kernel contract (``_kernels.pyi``) bound to one tier and one split keystream.
+    """The kernel contract (``_kernels.pyi``) bound to kernel tiers and one split keystream.
 
+    ``tier`` runs the splits (``eval_shares``, ``split_keyed``, ``split_small``);
+    ``combine`` (default: ``tier``) runs ``interpolate``, ``xor`` and ``xor3``, since the
+    fastest tier for one family is not always the fastest for the other.
     ``keystream`` names the AES-256-CTR implementation of keyed splits: the fastest
     one this CPU runs by default, ``"cryptography"`` where it has no AES instructions.
     All make the same bytes.
     """
     cdef const mpss_tier *t
+    cdef const mpss_tier *c
     cdef const mpss_ctr_impl *ctr
     cdef readonly str tier
+    cdef readonly str combine_tier
     cdef readonly str keystream
 
     NAME = NAME
 
-    def __cinit__(self, str tier, str keystream=None):
-        self.t = _tier(tier)
-        if not self.t.supported():
-            raise ValueError(f"kernel tier {tier!r} is not supported by this CPU; it supports: "
-                             f"{', '.join(supported_tiers())}")
+    def __cinit__(self, str tier, str keystream=None, str combine=None):
+        self.t = _supported_tier(tier)
         self.tier = tier
+        if combine is None or combine == tier:
+            self.c = self.t
+            self.combine_tier = tier
+        else:
+            self.c = _supported_tier(combine)
+            self.combine_tier = combine
         if keystream is None:
             self.ctr = mpss_ctr_best()
         elif keystream == LIBRARY_KEYSTREAM:
@@ -244,12 +260,14 @@ cdef class Kernels:
         self.keystream = self.ctr.name.decode() if self.ctr != NULL else LIBRARY_KEYSTREAM
 
     def __repr__(self):
+        if self.combine_tier != self.tier:
+            return f"Kernels({self.tier!r}, keystream={self.keystream!r}, combine={self.combine_tier!r})"
         return f"Kernels({self.tier!r}, keystream={self.keystream!r})"
 
     @property
     def constant_time(self):
-        """Whether this tier is constant time with respect to secret data."""
-        return bool(self.t.constant_time)
+        """Whether both tiers are constant time with respect to secret data."""
+        return bool(self.t.constant_time and self.c.constant_time)
 
     @staticmethod
     def gf_mul(int poly, int a, int b):
@@ -360,7 +378,7 @@ cdef class Kernels:
         cdef _Pointers y = _Pointers(ys, False)
         cdef int rc
         with nogil:
-            rc = self.t.interpolate(f, &xs[0], <const uint8_t * const *>y.ptrs, <size_t>y.count,
+            rc = self.c.interpolate(f, &xs[0], <const uint8_t * const *>y.ptrs, <size_t>y.count,
                                     &out[0], <size_t>out.shape[0])
         if rc != 0:
             raise MemoryError()
@@ -371,7 +389,7 @@ cdef class Kernels:
         if length == 0:
             return
         with nogil:
-            self.t.xor2(&a[0], &b[0], &out[0], <size_t>length)
+            self.c.xor2(&a[0], &b[0], &out[0], <size_t>length)
 
     def xor3(self, const uint8_t[::1] a, const uint8_t[::1] b, const uint8_t[::1] c, uint8_t[::1] out):
         """out = a ^ b ^ c; out may be one of the inputs itself."""
@@ -379,4 +397,4 @@ cdef class Kernels:
         if length == 0:
             return
         with nogil:
-            self.t.xor3(&a[0], &b[0], &c[0], &out[0], <size_t>length)
+            self.c.xor3(&a[0], &b[0], &c[0], &out[0], <size_t>length)

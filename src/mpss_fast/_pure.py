@@ -19,6 +19,7 @@ from . import _gf256, _random
 
 NAME = "pure"
 tier = "pure"
+combine_tier = "pure"
 constant_time = False
 keystream = "cryptography"
 
