@@ -20,7 +20,10 @@ BACKEND: str = _kernels.NAME
 """The backend behind the module-level functions: "native" or "pure"."""
 
 KERNEL: str = _kernels.tier
-"""The kernel tier behind the module-level functions ("gfni512", ..., "table"; "pure" on the pure backend)."""
+"""The kernel tier of the module-level splits ("gfni512", ..., "table"; "pure" on the pure backend)."""
+
+COMBINE_KERNEL: str = _kernels.combine_tier
+"""The kernel tier of the module-level combines and XORs (often :data:`KERNEL`; "pure" on the pure backend)."""
 
 KEYSTREAM: str = _kernels.keystream
 """The AES-256-CTR implementation that makes split coefficients: "vaes512" or "aesni" inside the
@@ -41,6 +44,7 @@ reencrypt_into = _engine.reencrypt_into
 
 __all__ = [
     "BACKEND",
+    "COMBINE_KERNEL",
     "KERNEL",
     "KERNELS",
     "KEYSTREAM",

@@ -3,10 +3,11 @@
 ``MPSS_FAST_BACKEND``: ``auto`` (default: native if the extension imports, else pure),
 ``native`` (the extension or a loud :class:`BackendError`, never a silent fallback) or
 ``pure``. ``MPSS_FAST_KERNEL``: a native tier (``gfni512``, ``gfni256``, ``avx2``,
-``ssse3``, ``swar``, ``table``) instead of the default, the fastest constant-time tier
-measured on this machine (``_calibrate``: timed once, cached on disk); it implies the
-native backend. Any unknown or unsupported value is a :class:`BackendError`.
-:data:`KERNEL_REASON` says why the tier of :data:`kernels` was chosen.
+``ssse3``, ``swar``, ``table``) for every operation instead of the default, the fastest
+constant-time tiers measured on this machine, one for the splits and one for the combines
+and XORs (``_calibrate``: timed once, cached on disk); it implies the native backend. Any
+unknown or unsupported value is a :class:`BackendError`. :data:`KERNEL_REASON` says why
+the tiers of :data:`kernels` were chosen.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ def _import_native() -> Any:
 
 
 def load(name: str, kernel: str | None = None) -> Any:
-    """The kernels of backend ``name`` ("native" or "pure"), for native on tier ``kernel`` (default: best)."""
+    """The kernels of backend ``name`` ("native" or "pure").
+
+    Native kernels run every operation on tier ``kernel``; without one, the calibrated
+    default tiers: one for the splits, one for the combines and XORs.
+    """
     if name == "pure":
         if kernel not in (None, "", "pure"):
             raise BackendError(f"kernel tier {kernel!r} needs the native backend, not pure")
@@ -44,24 +49,26 @@ def load(name: str, kernel: str | None = None) -> Any:
     if name != "native":
         raise BackendError(f"unknown backend {name!r}; choose one of: native, pure")
     native = _import_native()
-    tier = kernel or default_tier(native)
-    if tier not in native.TIERS:
-        raise BackendError(f"unknown kernel tier {tier!r}; this build has: {', '.join(native.TIERS)}")
+    tier, combine = (kernel, kernel) if kernel else default_tiers(native)
     supported = native.supported_tiers()
-    if tier not in supported:
-        raise BackendError(f"kernel tier {tier!r} is not supported by this CPU; it supports: {', '.join(supported)}")
-    return native.Kernels(tier)
+    for t in dict.fromkeys((tier, combine)):
+        if t not in native.TIERS:
+            raise BackendError(f"unknown kernel tier {t!r}; this build has: {', '.join(native.TIERS)}")
+        if t not in supported:
+            raise BackendError(f"kernel tier {t!r} is not supported by this CPU; it supports: {', '.join(supported)}")
+    return native.Kernels(tier, combine=combine)
 
 
-def default_tier(native: Any) -> str:
-    """The default native tier: calibrated on this machine, or the static rule if that fails."""
+def default_tiers(native: Any) -> tuple[str, str]:
+    """The default native tiers (splits, combines and XORs): calibrated here, or the static rule if that fails."""
     from . import _calibrate
 
-    return _calibrate.default_tier(native).tier
+    choice = _calibrate.default_tier(native)
+    return choice.tier, choice.combine_tier
 
 
 def reason(selected: Any, kernel: str | None) -> str:
-    """Why ``selected`` (the kernels :func:`select` returned) runs the tier it runs."""
+    """Why ``selected`` (the kernels :func:`select` returned) runs the tiers it runs."""
     if selected.NAME == "pure":
         return "pure backend (no native kernels)"
     if kernel:
@@ -89,7 +96,7 @@ def select(choice: str, kernel: str | None = None) -> Any:
 
 kernels = select(os.environ.get(ENV_VAR, "auto"), os.environ.get(KERNEL_ENV_VAR) or None)
 KERNEL_REASON: str = reason(kernels, os.environ.get(KERNEL_ENV_VAR) or None)
-"""Why :data:`kernels` runs its tier (printed by ``mpss info``)."""
+"""Why :data:`kernels` runs its tiers (printed by ``mpss info``)."""
 
 
 def available() -> tuple[str, ...]:

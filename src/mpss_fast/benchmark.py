@@ -1046,7 +1046,7 @@ def report(
     results: Sequence[Result], rounds: int, peers: dict[str, str] | None = None, floor_status: str | None = None
 ) -> dict[str, Any]:
     """The JSON document of ``mpss bench --json`` (described in docs/benchmarks.md)."""
-    from . import KERNEL, __version__
+    from . import COMBINE_KERNEL, KERNEL, __version__
 
     floors = {
         r.case: {
@@ -1063,6 +1063,7 @@ def report(
         "mpss_fast": __version__,
         "kernels": list(native_tiers()),
         "default_kernel": KERNEL,
+        "default_combine_kernel": COMBINE_KERNEL,
         "rounds": rounds,
         "machine": machine(),
         "peers": peers or {},

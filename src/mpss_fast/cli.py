@@ -580,7 +580,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     from ._backend import KERNEL_REASON
 
     kernel_env = os.environ.get("MPSS_FAST_KERNEL") or "unset"
-    print(f"kernel: {mpss_fast.KERNEL} (MPSS_FAST_KERNEL={kernel_env})")
+    kernel = mpss_fast.KERNEL
+    if mpss_fast.COMBINE_KERNEL != kernel:
+        kernel = f"{kernel} (splits), {mpss_fast.COMBINE_KERNEL} (combines and XORs)"
+    print(f"kernel: {kernel} (MPSS_FAST_KERNEL={kernel_env})")
     print(f"kernel chosen because: {KERNEL_REASON}")
     print(f"kernels this CPU runs: {', '.join(mpss_fast.KERNELS) or 'none (no native extension)'}")
     print(f"coefficients: AES-256-CTR keystream ({mpss_fast.KEYSTREAM}) under a fresh OS key per split")

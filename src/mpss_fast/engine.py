@@ -44,11 +44,12 @@ def _as_bytes(obj: bytes | bytearray) -> bytes:
 
 
 class Engine:
-    """Threshold secret sharing over GF(2^8) on one backend and kernel tier.
+    """Threshold secret sharing over GF(2^8) on one backend and its kernel tiers.
 
     ``Engine()`` uses what ``MPSS_FAST_BACKEND``/``MPSS_FAST_KERNEL`` chose at import;
-    ``Engine("pure")``, ``Engine("native")`` (its best constant-time tier) and
-    ``Engine("native", kernel="avx2")`` pick one explicitly.
+    ``Engine("pure")``, ``Engine("native")`` (the calibrated constant-time tiers) and
+    ``Engine("native", kernel="avx2")`` (that tier for every operation) pick one explicitly.
+    ``kernel`` names the tier of the splits, ``combine_kernel`` that of combines and XORs.
     """
 
     def __init__(self, backend: str | None = None, *, kernel: str | None = None, _kernels: Any = None) -> None:
@@ -60,6 +61,7 @@ class Engine:
             self._kernels = _backend.load(backend or "native", kernel)
         self.backend: str = self._kernels.NAME
         self.kernel: str = self._kernels.tier
+        self.combine_kernel: str = self._kernels.combine_tier
         self.keystream: str = self._kernels.keystream
         # A short secret is split in one call with coefficients straight from the OS.
         self._split_small = self._kernels.split_small
