@@ -76,10 +76,10 @@ def test_choose_is_deterministic_and_keeps_the_static_first_within_the_margin() 
         ({"gfni512": _m(1.1, 1.03, 1.03), "gfni256": _m(1.0, 1.0, 1.0)}, ("gfni256", "gfni512")),
         # Split 3 % faster: within; combine 10 % and xor 10 % faster: past it.
         ({"gfni512": _m(1.03, 1.1, 1.1), "gfni256": _m(1.0, 1.0, 1.0)}, ("gfni512", "gfni256")),
-        # Combine equal, xor 14 % faster: the family score 7 % lower, past the 5 % margin.
+        # Combine equal, xor 14 % faster: the family score 7 % lower, past the 3 % margin.
         ({"gfni512": _m(1.0, 1.0, 1.14), "gfni256": _m(1.2, 1.0, 1.0)}, ("gfni512", "gfni256")),
-        # Combine equal, xor 8 % faster: the family score 4 % lower, within the margin.
-        ({"gfni512": _m(1.0, 1.0, 1.08), "gfni256": _m(1.2, 1.0, 1.0)}, ("gfni512", "gfni512")),
+        # Combine equal, xor 5 % faster: the family score 2.5 % lower, within the margin.
+        ({"gfni512": _m(1.0, 1.0, 1.05), "gfni256": _m(1.2, 1.0, 1.0)}, ("gfni512", "gfni512")),
     ],
 )
 def test_the_margin_applies_per_family(measured: dict[str, dict[str, float]], expected: tuple[str, str]) -> None:
