@@ -69,6 +69,9 @@ class Engine:
     def __repr__(self) -> str:
         if self.backend == "pure":
             return "Engine('pure')"
+        if self.combine_kernel != self.kernel:
+            # the calibrated default, which no constructor argument spells: not an eval-able repr
+            return f"<Engine {self.backend}: {self.kernel} splits, {self.combine_kernel} combines and XORs>"
         return f"Engine({self.backend!r}, kernel={self.kernel!r})"
 
     # -- single secret -------------------------------------------------------------
