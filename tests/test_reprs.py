@@ -32,6 +32,7 @@ from mpss_fast import CombineStream, Engine, SplitStream, robust
 from mpss_fast.e2e import derive_key
 from mpss_fast.exceptions import MpssError
 from mpss_fast.node.etsi014 import keys_from_json
+from mpss_fast.node.keystore import KeyStore
 from mpss_fast.node.kme_sim import _PairState
 from mpss_fast.node.store import NodeStore
 from mpss_fast.relay import Destination, LinkKeyPool, ShareMessage, open_into, seal_shares
@@ -357,6 +358,37 @@ def floor_keystream(secret: Secret) -> list[Any]:
     if not _floor.KEYSTREAM_ISAS:  # no AES instructions: ALLOWED covers it (default repr)
         return []
     return [_floor.Keystream(secret.bytes, bytearray(64), rows=2, length=64)]
+
+
+@scenario
+def key_store(secret: Secret) -> list[Any]:
+    """Both ends' key stores holding a unit made of the secret, the keys and records carved from it, their errors."""
+    raw = secret.bytes
+    pair = ("app-s", "app-d")
+    unit = uuid.uuid4().bytes
+    objs: list[Any] = []
+    with tempfile.TemporaryDirectory() as folder:
+        s = KeyStore(os.path.join(folder, "S.keys.db"))
+        d = KeyStore(os.path.join(folder, "D.keys.db"))
+        try:
+            for store in (s, d):
+                store.add_pending(pair, unit, raw * 2, 0.0)
+            objs.append(_raised(lambda: s.add_pending(pair, unit, raw, 0.0)))  # UnitStateError
+            objs.append(_raised(lambda: s.confirm(uuid.uuid4().bytes)))  # UnitNotFoundError
+            for store in (s, d):
+                store.confirm(unit)
+            keys = s.issue(pair, [len(raw)])  # the key is the secret itself
+            objs += [s, d, *keys, *s.records(pair), *keys[0].ranges]
+            objs.append(_raised(lambda: s.issue(pair, [len(raw) * 4])))  # NotEnoughKeyError
+            objs.append(_raised(lambda: d.apply_issue(pair, keys[0].key_id, [(unit, 1, 8)])))  # LedgerMismatchError
+            d.apply_issue(pair, keys[0].key_id, keys[0].ranges)
+            taken = d.take(pair, [keys[0].key_id]) == [raw]
+            assert taken, "the key store did not give back the key"
+            objs.append(_raised(lambda: d.take(pair, [keys[0].key_id])))
+        finally:
+            s.close()
+            d.close()
+    return objs
 
 
 @pytest.mark.parametrize("build", SCENARIOS, ids=lambda fn: fn.__name__)
