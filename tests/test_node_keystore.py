@@ -817,3 +817,35 @@ def test_bad_arguments(ends: tuple[KeyStore, KeyStore]) -> None:
             call()
     s.add_pending(PAIR, uuid.UUID(bytes=uid(3)), bytearray(b"y" * 8), 0.0)  # a UUID and a bytearray do
     assert s.unit_state(uid(3)) == "pending"
+
+
+def test_add_ready_commits_confirmed_units_in_one_go(ends: tuple[KeyStore, KeyStore]) -> None:
+    """Units kept pending in memory enter as ready, in order; a repeat is skipped, a gone unit refuses all."""
+    s, d = ends
+    units = [(uid(i), material(i, 64)) for i in range(3)]
+    assert s.add_ready(PAIR, units) == 3
+    assert s.add_ready(PAIR, units[:1]) == 0  # the confirmation seen twice
+    assert s.ready_bytes(PAIR) == 192
+    d.add_pending(PAIR, uid(3), material(3, 64), 0.0)
+    assert d.add_ready(PAIR, [*units, (uid(3), material(3, 64))]) == 4  # pending here: made ready
+    keys = s.issue(PAIR, [100, 92])
+    assert keys[0].key == material(0, 64) + material(1, 64)[:36]
+    assert d.apply_issues(PAIR, [(k.key_id, k.ranges) for k in keys]) == 2
+    assert d.take(PAIR, [k.key_id for k in keys]) == [k.key for k in keys]
+    with pytest.raises(UnitStateError, match="consumed"):
+        s.add_ready(PAIR, [(uid(9), material(9, 16)), units[0]])  # unit 0 was used up: nothing added
+    assert s.unit_state(uid(9)) is None
+    with pytest.raises(UnitStateError, match="another pair or size"):
+        d.add_ready(PAIR, [(uid(3), material(3, 32))])
+
+
+def test_apply_issues_is_all_or_nothing(ends: tuple[KeyStore, KeyStore]) -> None:
+    s, d = ends
+    feed((s, d), 0, 64)
+    keys = s.issue(PAIR, [16, 16, 16])
+    bad = (uuid.uuid4(), (Range(uid(0), 40, 8),))  # does not start at the unit's used offset
+    with pytest.raises(LedgerMismatchError):
+        d.apply_issues(PAIR, [(keys[0].key_id, keys[0].ranges), bad])
+    assert d.key_state(PAIR, keys[0].key_id) is None  # the good record before it was rolled back too
+    assert d.apply_issues(PAIR, [(k.key_id, k.ranges) for k in keys]) == 3
+    assert d.apply_issues(PAIR, [(keys[2].key_id, keys[2].ranges)]) == 0  # pushed again: nothing new

@@ -503,6 +503,46 @@ class KeyStore:
 
         self._write(f"confirming unit {_hex(uid)}", body)
 
+    def add_ready(self, pair: tuple[str, str], units: Sequence[tuple[bytes | uuid.UUID, Any]]) -> int:
+        """Add confirmed units straight as ``ready``, in the given order, in one transaction.
+
+        For a node that keeps pending units in memory (nothing of a unit in flight needs to
+        survive a crash: an unconfirmed unit is never handed out, so losing one costs link
+        key only) and commits only what the confirmation made ready. A unit already ready
+        here is skipped (a confirmation seen twice); one pending here is made ready; one
+        gone earlier raises ``UnitStateError`` and nothing is added. Returns how many were added.
+        """
+        master, slave = _check_pair(pair)
+        items = [(_check_unit_id(uid), _check_material(material)) for uid, material in _check_requests(units, "units")]
+
+        def body(conn: sqlite3.Connection) -> int:
+            now = self._clock()
+            seq = conn.execute("SELECT coalesce(max(ready_seq), 0) FROM units").fetchone()[0]
+            added = 0
+            for uid, data in items:
+                gone = conn.execute("SELECT reason FROM gone_units WHERE unit_id = ?", (uid,)).fetchone()
+                if gone is not None:
+                    raise _unit_error(UnitStateError, uid, f"unit {_hex(uid)} was {gone[0]} earlier; never re-added")
+                row = conn.execute("SELECT state, master, slave, size FROM units WHERE unit_id = ?", (uid,)).fetchone()
+                if row is not None and (row[1], row[2], row[3]) != (master, slave, len(data)):
+                    raise _unit_error(UnitStateError, uid, f"unit {_hex(uid)} is here for another pair or size")
+                if row is not None and row[0] == READY:
+                    continue
+                seq += 1
+                added += 1
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO units (unit_id, master, slave, state, size, created, material, ready_seq)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (uid, master, slave, READY, len(data), now, data, seq),
+                    )
+                else:
+                    conn.execute("UPDATE units SET state = ?, ready_seq = ? WHERE unit_id = ?", (READY, seq, uid))
+            return added
+
+        result: int = self._write(f"adding {len(items)} ready unit(s) for {master}->{slave}", body)
+        return result
+
     def pending_material(self, unit_id: bytes | uuid.UUID) -> bytes:
         """A pending unit's bytes, to check (S) or remake (D) the proof; never for an application.
 
@@ -763,39 +803,26 @@ class KeyStore:
         master, slave = _check_pair(pair)
         kid = _check_key_id(key_id)
         wanted = _check_ranges(ranges)
+        result: bool = self._write(
+            f"applying the record of key {kid}",
+            lambda conn: _apply_record(conn, master, slave, kid, wanted, self._clock()),
+        )
+        return result
 
-        def body(conn: sqlite3.Connection) -> bool:
-            known = conn.execute("SELECT master, slave FROM keys WHERE key_id = ?", (kid,)).fetchone()
-            if known is not None:
-                if tuple(known) == (master, slave) and _ranges_of(conn, kid) == wanted:
-                    return False
-                raise _mismatch(kid, None, f"key {kid} is already recorded here with other ranges or another pair")
-            _claim_role(conn, master, slave, _DESTINATION, key_id=kid)
-            for i, (uid, start, length) in enumerate(wanted):
-                row = conn.execute(
-                    "SELECT master, slave, state, size, used FROM units WHERE unit_id = ?", (uid,)
-                ).fetchone()
-                where = f"key {kid}, range {i}: unit {_hex(uid)}"
-                if row is None:
-                    gone = conn.execute("SELECT reason FROM gone_units WHERE unit_id = ?", (uid,)).fetchone()
-                    what = "is unknown here" if gone is None else f"is gone here ({gone[0]})"
-                    raise _mismatch(kid, uid, f"{where} {what}")
-                u_master, u_slave, state, size, used = row
-                if (u_master, u_slave) != (master, slave):
-                    raise _mismatch(kid, uid, f"{where} belongs to another pair here")
-                if state != READY:
-                    raise _mismatch(kid, uid, f"{where} is {state} here, not ready")
-                if start != used:
-                    raise _mismatch(
-                        kid, uid, f"{where} starts at byte {start}, but its next unused byte here is {used}"
-                    )
-                if start + length > size:
-                    raise _mismatch(kid, uid, f"{where} ends at byte {start + length}, past its {size} bytes")
-                conn.execute("UPDATE units SET used = used + ? WHERE unit_id = ?", (length, uid))
-            _record_key(conn, kid, master, slave, COLLECTABLE, list(wanted), self._clock())
-            return True
+    def apply_issues(self, pair: tuple[str, str], records: Sequence[tuple[uuid.UUID, Sequence[Any]]]) -> int:
+        """``apply_issue`` for many ``(key_id, ranges)`` records of one pair in one transaction, in order.
 
-        result: bool = self._write(f"applying the record of key {kid}", body)
+        All or nothing: the first record that does not fit raises ``LedgerMismatchError``
+        and none is applied. Returns how many were new (a record seen before counts 0).
+        """
+        master, slave = _check_pair(pair)
+        checked = [(_check_key_id(kid), _check_ranges(ranges)) for kid, ranges in _check_requests(records, "records")]
+
+        def body(conn: sqlite3.Connection) -> int:
+            now = self._clock()
+            return sum(_apply_record(conn, master, slave, kid, wanted, now) for kid, wanted in checked)
+
+        result: int = self._write(f"applying {len(checked)} record(s) for {master}->{slave}", body)
         return result
 
     def take(self, pair: tuple[str, str], key_ids: Sequence[uuid.UUID]) -> list[bytes]:
@@ -887,6 +914,37 @@ class KeyStore:
 
 
 # -- helpers run inside a write transaction ----------------------------------------------------
+
+
+def _apply_record(
+    conn: sqlite3.Connection, master: str, slave: str, kid: str, wanted: tuple[Range, ...], now: float
+) -> bool:
+    """``KeyStore.apply_issue`` inside a write transaction."""
+    known = conn.execute("SELECT master, slave FROM keys WHERE key_id = ?", (kid,)).fetchone()
+    if known is not None:
+        if tuple(known) == (master, slave) and _ranges_of(conn, kid) == wanted:
+            return False
+        raise _mismatch(kid, None, f"key {kid} is already recorded here with other ranges or another pair")
+    _claim_role(conn, master, slave, _DESTINATION, key_id=kid)
+    for i, (uid, start, length) in enumerate(wanted):
+        row = conn.execute("SELECT master, slave, state, size, used FROM units WHERE unit_id = ?", (uid,)).fetchone()
+        where = f"key {kid}, range {i}: unit {_hex(uid)}"
+        if row is None:
+            gone = conn.execute("SELECT reason FROM gone_units WHERE unit_id = ?", (uid,)).fetchone()
+            what = "is unknown here" if gone is None else f"is gone here ({gone[0]})"
+            raise _mismatch(kid, uid, f"{where} {what}")
+        u_master, u_slave, state, size, used = row
+        if (u_master, u_slave) != (master, slave):
+            raise _mismatch(kid, uid, f"{where} belongs to another pair here")
+        if state != READY:
+            raise _mismatch(kid, uid, f"{where} is {state} here, not ready")
+        if start != used:
+            raise _mismatch(kid, uid, f"{where} starts at byte {start}, but its next unused byte here is {used}")
+        if start + length > size:
+            raise _mismatch(kid, uid, f"{where} ends at byte {start + length}, past its {size} bytes")
+        conn.execute("UPDATE units SET used = used + ? WHERE unit_id = ?", (length, uid))
+    _record_key(conn, kid, master, slave, COLLECTABLE, list(wanted), now)
+    return True
 
 
 def _unit_error(cls: type[UnitNotFoundError] | type[UnitStateError], uid: bytes, message: str) -> StoreError:
