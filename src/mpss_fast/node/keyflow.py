@@ -1,0 +1,557 @@
+"""Confirmed key delivery: per-pair key stores filled ahead of demand, keys handed out only when both ends hold them.
+
+For each application pair (master SAE at the source node S, slave SAE at the destination
+node D) the flow is, top-down:
+
+1. **Refill (S).** While the pair's ready material plus what is in flight is below the
+   configured depth, S relays a new *unit* (a random number of ``unit_bytes``) by MPSS and
+   keeps its material pending, in memory. At most ``window`` units per pair are in flight,
+   so the transport is paced by the confirmations coming back; when a first link lacks key
+   S backs off (10 ms doubling to 0.5 s).
+2. **Proof (D).** D rebuilds the number, keeps the unit pending in memory and sends S a
+   proof (``node.confirm``) over the mutually authenticated node channel, many units per
+   request.
+3. **Confirmation (S, then D).** S checks each proof against its copy: equal, the unit is
+   committed to S's key store as ready *before* S answers "ready"; different, both copies
+   are wiped and the pair's paths are named as suspects; unknown (expired, or S restarted),
+   D wipes its copy. D commits the units S called ready. Pending units of either end expire
+   after ``pending_s`` and are wiped: they were never handed out, so their loss costs link
+   key only.
+4. **Issue (S).** ``enc_keys`` carves the keys from S's ready material (``KeyStore.issue``:
+   all or nothing, committed), pushes the ledger records to D, and answers only once D has
+   committed them (``KeyStore.apply_issues``). Requests that arrive together share one
+   commit and one push. Short of material: nothing is taken (503, Retry-After). D did not
+   confirm the push: the keys are burnt at S and the request gets 503; a 200 always means
+   D holds every key in it.
+5. **Collect (D).** ``dec_keys`` takes the keys from D's key store at once, each once ever.
+
+A record that names a unit still pending at D (S's "ready" answer to D's proof has not
+arrived yet) promotes it: S only carves confirmed units, and the record comes over the
+same authenticated channel as that answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..exceptions import KeyPoolExhaustedError, MpssError, StoreError
+from ..relay.pool import wipe
+from .config import AppPair
+from .confirm import proof, verify
+from .keystore import KeyStore, NotEnoughKeyError, Range
+
+log = logging.getLogger("mpss_fast.node")
+
+READY, MISMATCH, UNKNOWN = "ready", "mismatch", "unknown"
+"""S's verdicts on D's proofs."""
+
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.01, 0.5
+"""Refill back-off while a first link lacks key."""
+PROOF_BATCH = 256
+"""Most units per proof request."""
+RETRY_S = 0.2
+"""Wait before a proof request or a push that failed on the network is tried again."""
+
+Pair = tuple[str, str]
+"""(master SAE, slave SAE): the key store's name for an application pair."""
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """How the stores are filled (``stores`` in the node configuration)."""
+
+    unit_bytes: int = 1024
+    """Bytes of one relayed number (one unit of key material)."""
+    depth_bytes: int = 1 << 20
+    """Ready material kept per pair (ETSI ``max_key_count`` is this over the default key size)."""
+    window: int = 64
+    """Units in flight (sent, not yet confirmed) per pair."""
+    pending_s: float = 5.0
+    """A unit not confirmed within this is wiped at both ends."""
+
+
+class PairChannel(Protocol):
+    """The authenticated channel to the other end of a pair (``peer_api.PeerClient``)."""
+
+    async def confirm(self, pair: Pair, proofs: Sequence[tuple[uuid.UUID, bytes]]) -> list[str]:
+        """D -> S: proofs of units; S's verdict for each (``ready``, ``mismatch``, ``unknown``)."""
+        ...
+
+    async def push(
+        self,
+        pair: Pair,
+        records: Sequence[tuple[uuid.UUID, Sequence[Range]]],
+        void: Sequence[tuple[uuid.UUID, Sequence[Range]]] = (),
+    ) -> None:
+        """S -> D: ledger records, and earlier ones whose keys were never handed out (``void``: D wipes
+        them); returns once D committed all (raises otherwise)."""
+        ...
+
+
+class FlowUnavailableError(MpssError):
+    """Not enough confirmed key for a request now (ETSI 014 503); ``retry_after`` in seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PushError(MpssError):
+    """A push of ledger records that D did not confirm."""
+
+
+@dataclass
+class _Unit:
+    pair: AppPair
+    material: bytearray
+    created: float
+
+
+@dataclass
+class _Request:
+    sizes: list[int]
+    done: asyncio.Future[list[tuple[uuid.UUID, bytes]]]
+
+
+@dataclass
+class FlowStats:
+    """Counters of the key flow (no secrets)."""
+
+    units_sent: int = 0
+    units_confirmed: int = 0
+    units_expired: int = 0
+    units_unknown: int = 0
+    mismatches: int = 0
+    link_key_short: int = 0
+    keys_issued: int = 0
+    keys_refused: int = 0
+    keys_burnt: int = 0
+    """Keys carved at S whose push D did not confirm: never handed out, lost."""
+    records_applied: int = 0
+    mismatch_reports: list[dict[str, object]] = field(default_factory=list)
+
+
+MakeUnit = Callable[[AppPair, int], tuple[uuid.UUID, bytes]]
+"""``make_unit(pair, size_bits) -> (unit_id, material)``: relay a new number to the slave's node."""
+PathsOf = Callable[[AppPair], list[list[str]]]
+"""The node lists of the pair's paths (for naming suspects)."""
+
+
+class KeyFlow:
+    """The key flow of one node for every pair with an end here (see the module docstring)."""
+
+    def __init__(
+        self,
+        node: str,
+        pairs: Sequence[AppPair],
+        store: KeyStore,
+        channels: Mapping[str, PairChannel],
+        make_unit: MakeUnit,
+        *,
+        settings: FlowSettings = FlowSettings(),
+        paths_of: PathsOf | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.node = node
+        self.store = store
+        self.channels = channels
+        self.make_unit = make_unit
+        self.settings = settings
+        self.paths_of = paths_of
+        self.clock = clock
+        self.stats = FlowStats()
+        self.sources = {(p.master, p.slave): p for p in pairs if p.master_node == node}
+        self.destinations = {(p.master, p.slave): p for p in pairs if p.slave_node == node}
+        self._by_source_node = {p.master_node: p for p in self.destinations.values()}
+        self._pending: dict[uuid.UUID, _Unit] = {}
+        self._in_flight: dict[Pair, int] = dict.fromkeys(self.sources, 0)
+        self._ready: dict[Pair, int] = {}
+        self._wake: dict[Pair, asyncio.Event] = {pair: asyncio.Event() for pair in self.sources}
+        self._requests: dict[Pair, list[_Request]] = {pair: [] for pair in self.sources}
+        self._issuers: dict[Pair, asyncio.Task[None]] = {}
+        self._void: dict[Pair, list[tuple[uuid.UUID, tuple[Range, ...]]]] = {pair: [] for pair in self.sources}
+        self._proofs: list[uuid.UUID] = []
+        self._proofs_ready = asyncio.Event()
+
+    # -- set-up and background tasks --------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read the ready bytes of every pair from the store (at start)."""
+        for pair in (*self.sources, *self.destinations):
+            self._ready[pair] = await asyncio.to_thread(self.store.ready_bytes, pair)
+
+    def tasks(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        """(name, coroutine function) of the background work: one refill per source pair, the prover, expiry."""
+        work: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            (f"refill {m}->{s}", _bind(self._refill, (m, s))) for m, s in self.sources
+        ]
+        if self.destinations:
+            work.append(("send proofs", self._send_proofs))
+        work.append(("expire units", self._expire))
+        return work
+
+    def close(self) -> None:
+        """Wipe every unit in flight (it was never handed out)."""
+        for unit in self._pending.values():
+            wipe(unit.material)
+        self._pending.clear()
+
+    # -- S: refill ---------------------------------------------------------------------------
+
+    def _wanted(self, pair: Pair) -> bool:
+        flight = self._in_flight[pair]
+        have = self._ready.get(pair, 0) + flight * self.settings.unit_bytes
+        return flight < self.settings.window and have < self.settings.depth_bytes
+
+    async def _refill(self, pair: Pair) -> None:
+        app = self.sources[pair]
+        backoff = BACKOFF_MIN_S
+        wake = self._wake[pair]
+        while True:
+            sent = 0
+            while self._wanted(pair):
+                try:
+                    unit_id, material = self.make_unit(app, self.settings.unit_bytes * 8)
+                except KeyPoolExhaustedError:
+                    self.stats.link_key_short += 1
+                    await asyncio.sleep(backoff)
+                    backoff = min(BACKOFF_MAX_S, backoff * 2)
+                    continue
+                backoff = BACKOFF_MIN_S
+                self._pending[unit_id] = _Unit(app, bytearray(material), self.clock())
+                self._in_flight[pair] += 1
+                self.stats.units_sent += 1
+                sent += 1
+                if sent % 16 == 0:
+                    await asyncio.sleep(0)  # let the proofs and requests in
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=self.settings.pending_s)
+            except TimeoutError:
+                pass
+
+    def _left(self, unit_id: uuid.UUID) -> _Unit | None:
+        """Take a unit out of flight (the caller wipes its material)."""
+        unit = self._pending.pop(unit_id, None)
+        if unit is not None:
+            self._landed(unit.pair)
+        return unit
+
+    def _landed(self, app: AppPair) -> None:
+        """One unit of ``app`` no longer in flight here (counted ready first, if it is): refill may go on."""
+        if app.master_node == self.node:
+            key = (app.master, app.slave)
+            self._in_flight[key] -= 1
+            self._wake[key].set()
+
+    # -- S: D's proofs -----------------------------------------------------------------------
+
+    async def on_proofs(self, caller: str, pair: Pair, proofs: Sequence[tuple[uuid.UUID, bytes]]) -> list[str]:
+        """S: verdicts on D's proofs; units proved equal are committed as ready before this returns.
+
+        ``caller`` is the authenticated node: only the pair's slave node may prove its units
+        (``PermissionError`` otherwise).
+        """
+        app = self.sources.get(pair)
+        if app is None or caller != app.slave_node:
+            raise PermissionError(f"node {caller} does not hold the slave end of pair {pair[0]}->{pair[1]} from here")
+        verdicts: list[str] = []
+        good: list[tuple[uuid.UUID, _Unit]] = []
+        for unit_id, claimed in proofs:
+            unit = self._pending.get(unit_id)
+            if unit is None or unit.pair != app:
+                verdicts.append(UNKNOWN)
+                continue
+            del self._pending[unit_id]  # still counted in flight until counted ready: refill must not overshoot
+            if verify(unit.material, unit_id, app.master_node, app.slave_node, claimed):
+                verdicts.append(READY)
+                good.append((unit_id, unit))
+            else:
+                verdicts.append(MISMATCH)
+                wipe(unit.material)
+                self._landed(app)
+                self._mismatch(app, unit_id)
+        if good:
+            try:
+                await asyncio.to_thread(self.store.add_ready, pair, [(uid, bytes(u.material)) for uid, u in good])
+            except StoreError as exc:  # not committed: D must not keep them
+                log.error("node %s: cannot commit %d confirmed units of %s->%s: %s", self.node, len(good), *pair, exc)
+                verdicts = [UNKNOWN if v == READY else v for v in verdicts]
+            else:
+                self._ready[pair] = self._ready.get(pair, 0) + sum(len(u.material) for _, u in good)
+                self.stats.units_confirmed += len(good)
+            finally:
+                for _, unit in good:
+                    wipe(unit.material)
+                    self._landed(app)
+        return verdicts
+
+    def _mismatch(self, app: AppPair, unit_id: uuid.UUID) -> None:
+        self.stats.mismatches += 1
+        paths = self.paths_of(app) if self.paths_of is not None else []
+        report: dict[str, object] = {
+            "unit_ID": str(unit_id),
+            "source": app.master_node,
+            "destination": app.slave_node,
+            "paths": paths,
+        }
+        self.stats.mismatch_reports = [*self.stats.mismatch_reports[-99:], report]
+        suspects = "; ".join(" > ".join(p) for p in paths) or "unknown"
+        log.warning(
+            "node %s: unit %s of %s->%s rebuilt differently at %s: discarded at both ends; suspected paths: %s",
+            self.node, unit_id, app.master, app.slave, app.slave_node, suspects,
+        )  # fmt: skip
+
+    # -- S: issue ----------------------------------------------------------------------------
+
+    def ready_count(self, pair: Pair, key_bytes: int) -> int:
+        """Keys of ``key_bytes`` the pair's ready material can serve now (ETSI ``stored_key_count``)."""
+        return self._ready.get(pair, 0) // key_bytes
+
+    def max_count(self, key_bytes: int) -> int:
+        """Keys of ``key_bytes`` a full store holds (ETSI ``max_key_count``)."""
+        return max(1, self.settings.depth_bytes // key_bytes)
+
+    async def issue(self, pair: Pair, sizes: list[int]) -> list[tuple[uuid.UUID, bytes]]:
+        """S (``enc_keys``): keys of ``sizes`` bytes that D has committed too; all or nothing.
+
+        ``FlowUnavailableError`` when the pair's ready material is short, or when D did not
+        confirm the push (the keys carved for it are then burnt, never handed out).
+        """
+        if pair not in self.sources:
+            raise KeyError(pair)
+        done: asyncio.Future[list[tuple[uuid.UUID, bytes]]] = asyncio.get_running_loop().create_future()
+        self._requests[pair].append(_Request(sizes, done))
+        issuer = self._issuers.get(pair)
+        if issuer is None or issuer.done():
+            self._issuers[pair] = asyncio.create_task(self._issue_waiting(pair))
+        return await done
+
+    def _retry_after(self, pair: Pair, short: int) -> float:
+        """Seconds until ``short`` more bytes may be ready, from the window and the pending time (at least 1)."""
+        per_round = max(1, self.settings.window * self.settings.unit_bytes)
+        return float(max(1, round(short / per_round * 0.05 + 0.5)))
+
+    async def _issue_waiting(self, pair: Pair) -> None:
+        """One commit and one push for every request of ``pair`` waiting now, in arrival order."""
+        queue = self._requests[pair]
+        while queue:
+            batch: list[_Request] = []
+            total = 0
+            ready = self._ready.get(pair, 0)
+            while queue:
+                need = sum(queue[0].sizes)
+                if total + need > ready:
+                    if not batch:  # the first one waiting does not fit: 503 now, others may fit
+                        request = queue.pop(0)
+                        self.stats.keys_refused += len(request.sizes)
+                        _fail(request.done, FlowUnavailableError(
+                            f"{need} bytes of confirmed key asked for, {ready} ready for {pair[0]}->{pair[1]}",
+                            self._retry_after(pair, need - ready),
+                        ))  # fmt: skip
+                        continue
+                    break
+                batch.append(queue.pop(0))
+                total += need
+            if batch:
+                await self._issue_batch(pair, batch)
+
+    async def _issue_batch(self, pair: Pair, batch: list[_Request]) -> None:
+        sizes = [size for request in batch for size in request.sizes]
+        try:
+            keys = await asyncio.to_thread(self.store.issue, pair, sizes)
+        except NotEnoughKeyError as exc:  # the counter ran ahead of the store: believe the store
+            self._ready[pair] = exc.available
+            for request in batch:
+                self.stats.keys_refused += len(request.sizes)
+                _fail(request.done, FlowUnavailableError(str(exc), 1.0))
+            return
+        except StoreError as exc:
+            for request in batch:
+                _fail(request.done, exc)
+            return
+        self._ready[pair] = max(0, self._ready.get(pair, 0) - sum(sizes))
+        self._wake[pair].set()
+        app = self.sources[pair]
+        void = self._void[pair]
+        try:
+            await self.channels[app.slave_node].push(pair, [(k.key_id, k.ranges) for k in keys], list(void))
+            del void[: len(void)]
+        except Exception as exc:  # any failure means D may not hold them: never hand them out
+            # D's ledger must still move past their bytes: the next push carries them as void
+            void.extend((k.key_id, k.ranges) for k in keys)
+            self.stats.keys_burnt += len(keys)
+            log.warning(
+                "node %s: %d keys for %s->%s burnt: node %s did not confirm them (%s)",
+                self.node, len(keys), *pair, app.slave_node, exc,
+            )  # fmt: skip
+            for request in batch:
+                _fail(request.done, FlowUnavailableError(f"node {app.slave_node} did not confirm the keys", 1.0))
+            return
+        self.stats.keys_issued += len(keys)
+        at = 0
+        for request in batch:
+            part = keys[at : at + len(request.sizes)]
+            at += len(request.sizes)
+            if not request.done.done():
+                request.done.set_result([(k.key_id, k.key) for k in part])
+
+    # -- D: arrivals and proofs --------------------------------------------------------------
+
+    def arrived(self, unit_id: uuid.UUID, material: bytes, source: str) -> bool:
+        """D: a unit rebuilt here from ``source``; False when no pair relays from there to here."""
+        app = self._by_source_node.get(source)
+        if app is None or unit_id in self._pending:
+            return False
+        self._pending[unit_id] = _Unit(app, bytearray(material), self.clock())
+        self._proofs.append(unit_id)
+        self._proofs_ready.set()
+        return True
+
+    async def _send_proofs(self) -> None:
+        while True:
+            await self._proofs_ready.wait()
+            self._proofs_ready.clear()
+            waiting, self._proofs = self._proofs, []
+            by_pair: dict[AppPair, list[uuid.UUID]] = {}
+            for unit_id in waiting:
+                unit = self._pending.get(unit_id)
+                if unit is not None:
+                    by_pair.setdefault(unit.pair, []).append(unit_id)
+            results = await asyncio.gather(
+                *(
+                    self._prove(app, ids[i : i + PROOF_BATCH])
+                    for app, ids in by_pair.items()
+                    for i in range(0, len(ids), PROOF_BATCH)
+                )
+            )
+            if any(not ok for ok in results):
+                await asyncio.sleep(RETRY_S)
+
+    async def _prove(self, app: AppPair, ids: list[uuid.UUID]) -> bool:
+        """One proof request; False (and the units queued again) when S could not be reached."""
+        pair = (app.master, app.slave)
+        units = [(uid, self._pending[uid]) for uid in ids if uid in self._pending]
+        proofs = [(uid, proof(u.material, uid, app.master_node, app.slave_node)) for uid, u in units]
+        try:
+            verdicts = await self.channels[app.master_node].confirm(pair, proofs)
+        except Exception as exc:  # unreachable or refused: try again until the units expire
+            log.debug("node %s: proofs to %s not answered: %s", self.node, app.master_node, exc)
+            self._proofs.extend(uid for uid, _ in units)
+            self._proofs_ready.set()
+            return False
+        ready = [(uid, u) for (uid, u), verdict in zip(units, verdicts, strict=True) if verdict == READY]
+        for (uid, u), verdict in zip(units, verdicts, strict=True):
+            if verdict != READY and self._pending.pop(uid, None) is not None:
+                wipe(u.material)
+                if verdict == MISMATCH:
+                    self.stats.mismatches += 1
+                else:
+                    self.stats.units_unknown += 1
+        await self._commit_ready(pair, ready)
+        return True
+
+    async def _commit_ready(self, pair: Pair, units: list[tuple[uuid.UUID, _Unit]]) -> None:
+        """D: commit units S called ready (or a record showed ready), then wipe the copies in memory."""
+        units = [(uid, u) for uid, u in units if self._pending.get(uid) is u]
+        if not units:
+            return
+        try:
+            added = await asyncio.to_thread(self.store.add_ready, pair, [(uid, bytes(u.material)) for uid, u in units])
+        finally:
+            for uid, u in units:
+                if self._pending.get(uid) is u:
+                    del self._pending[uid]
+                wipe(u.material)
+        self._ready[pair] = self._ready.get(pair, 0) + sum(len(u.material) for _, u in units)
+        self.stats.units_confirmed += added
+
+    async def on_push(
+        self,
+        caller: str,
+        pair: Pair,
+        records: Sequence[tuple[uuid.UUID, Sequence[Range]]],
+        void: Sequence[tuple[uuid.UUID, Sequence[Range]]] = (),
+    ) -> int:
+        """D: S's ledger records, committed before this returns; how many were new.
+
+        ``void`` are records of keys S never handed out (an earlier push it could not
+        confirm): applied so that D's ledger keeps step with S's, then wiped at once.
+        ``PermissionError`` unless ``caller`` is the pair's master node;
+        ``LedgerMismatchError`` (nothing applied) when a record does not fit D's store.
+        """
+        app = self.destinations.get(pair)
+        if app is None or caller != app.master_node:
+            raise PermissionError(f"node {caller} does not hold the master end of pair {pair[0]}->{pair[1]} to here")
+        ordered = [*void, *records]  # the void ones are older: S carved them first
+        if not ordered:
+            return 0
+        named = {r.unit_id for _, ranges in ordered for r in ranges}
+        promote = [(uid, u) for uid, u in self._pending.items() if uid.bytes in named and u.pair == app]
+        await self._commit_ready(pair, promote)
+        applied: int = await asyncio.to_thread(self.store.apply_issues, pair, ordered)
+        if void:
+            states = [await asyncio.to_thread(self.store.key_state, pair, kid) for kid, _ in void]
+            collectable = [kid for (kid, _), state in zip(void, states, strict=True) if state == "collectable"]
+            if collectable:
+                wipe_keys = await asyncio.to_thread(self.store.take, pair, collectable)
+                for key in wipe_keys:
+                    wipe(bytearray(key))
+        self._ready[pair] = max(0, self._ready.get(pair, 0) - sum(r.length for _, rs in ordered for r in rs))
+        self.stats.records_applied += applied
+        return applied
+
+    async def take(self, pair: Pair, key_ids: list[uuid.UUID]) -> list[bytes]:
+        """D (``dec_keys``): the keys, each once ever; all or nothing (the store's errors pass through)."""
+        if pair not in self.destinations:
+            raise KeyError(pair)
+        keys: list[bytes] = await asyncio.to_thread(self.store.take, pair, key_ids)
+        return keys
+
+    # -- both: expiry ------------------------------------------------------------------------
+
+    async def _expire(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.settings.pending_s / 4))
+            self.expire()
+
+    def expire(self) -> int:
+        """Wipe units pending longer than ``pending_s``; returns how many."""
+        limit = self.clock() - self.settings.pending_s
+        old = [uid for uid, unit in self._pending.items() if unit.created < limit]
+        for uid in old:
+            unit = self._left(uid)
+            if unit is not None:
+                wipe(unit.material)
+        self.stats.units_expired += len(old)
+        return len(old)
+
+    def snapshot(self) -> dict[str, object]:
+        """Counters and per-pair figures for the node's stats (no secrets)."""
+        pairs = {
+            f"{m}->{s}": {
+                "end": "source" if (m, s) in self.sources else "destination",
+                "ready_bytes": self._ready.get((m, s), 0),
+                "in_flight": self._in_flight.get((m, s), 0),
+            }
+            for m, s in (*self.sources, *self.destinations)
+        }
+        return {**{k: v for k, v in vars(self.stats).items()}, "pairs": pairs, "pending": len(self._pending)}
+
+
+def _fail(done: asyncio.Future[list[tuple[uuid.UUID, bytes]]], exc: BaseException) -> None:
+    if not done.done():
+        done.set_exception(exc)
+
+
+def _bind(fn: Callable[[Pair], Awaitable[None]], pair: Pair) -> Callable[[], Awaitable[None]]:
+    return lambda: fn(pair)
+
+
+__all__ = ["FlowSettings", "FlowStats", "FlowUnavailableError", "KeyFlow", "PairChannel", "PushError"]

@@ -1,0 +1,298 @@
+"""Confirmed key delivery between two ends wired in-process: nothing handed out that the other end cannot hand out.
+
+The "relay" here is a function: what ``make_unit`` sends reaches D through ``deliver``,
+which a test can make lose or alter units; the channel between the ends can be cut. The
+stores are real key stores on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from mpss_fast.node.config import AppPair
+from mpss_fast.node.keyflow import FlowSettings, FlowUnavailableError, KeyFlow
+from mpss_fast.node.keystore import KeyStore, Range
+
+APP = AppPair("app-S", "app-D", "S", "D")
+PAIR = (APP.master, APP.slave)
+SETTINGS = FlowSettings(unit_bytes=64, depth_bytes=64 * 32, window=8, pending_s=0.5)
+
+
+class Channel:
+    """S and D's calls to each other, as the peer API would carry them (cuttable)."""
+
+    def __init__(self, me: str) -> None:
+        self.me = me
+        self.flow: KeyFlow | None = None
+        self.cut = False
+        self.pushes = 0
+
+    async def confirm(self, pair: tuple[str, str], proofs: Sequence[tuple[uuid.UUID, bytes]]) -> list[str]:
+        assert self.flow is not None
+        if self.cut:
+            raise ConnectionError("cut")
+        return await self.flow.on_proofs(self.me, pair, proofs)
+
+    async def push(
+        self,
+        pair: tuple[str, str],
+        records: Sequence[tuple[uuid.UUID, Sequence[Range]]],
+        void: Sequence[tuple[uuid.UUID, Sequence[Range]]] = (),
+    ) -> None:
+        assert self.flow is not None
+        if self.cut:
+            raise ConnectionError("cut")
+        self.pushes += 1
+        await self.flow.on_push(self.me, pair, records, void)
+
+
+class Ends:
+    """S and D with their stores, the in-process relay and channels."""
+
+    def __init__(self, tmp: Path, settings: FlowSettings = SETTINGS) -> None:
+        self.s_store = KeyStore(tmp / "S.keys.db")
+        self.d_store = KeyStore(tmp / "D.keys.db")
+        self.to_s, self.to_d = Channel("D"), Channel("S")  # to_s: D's calls to S (the caller is D)
+        self.deliver: Callable[[uuid.UUID, bytes], bytes | None] = lambda uid, material: material
+        self.link_short = False
+        self.s = KeyFlow(
+            "S", [APP], self.s_store, {"D": self.to_d}, self._make_unit, settings=settings,
+            paths_of=lambda app: [["S", "R1", "D"], ["S", "R2", "D"]],
+        )  # fmt: skip
+        self.d = KeyFlow("D", [APP], self.d_store, {"S": self.to_s}, self._no_units, settings=settings)
+        self.to_s.flow, self.to_d.flow = self.s, self.d
+
+    def _make_unit(self, app: AppPair, size_bits: int) -> tuple[uuid.UUID, bytes]:
+        from mpss_fast.exceptions import KeyPoolExhaustedError
+
+        if self.link_short:
+            raise KeyPoolExhaustedError("link S>R1 lacks key", link="S>R1")
+        unit_id, material = uuid.uuid4(), os.urandom(size_bits // 8)
+        arriving = self.deliver(unit_id, material)
+        if arriving is not None:
+            asyncio.get_running_loop().call_soon(self.d.arrived, unit_id, arriving, "S")
+        return unit_id, material
+
+    @staticmethod
+    def _no_units(app: AppPair, size_bits: int) -> tuple[uuid.UUID, bytes]:
+        raise AssertionError("D never makes units")
+
+    async def run(self, body: Callable[[Ends], Awaitable[None]]) -> None:
+        await self.s.load()
+        await self.d.load()
+        tasks = [asyncio.ensure_future(fn()) for _, fn in (*self.s.tasks(), *self.d.tasks())]
+        try:
+            await body(self)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.s.close()
+            self.d.close()
+            self.s_store.close()
+            self.d_store.close()
+
+
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+def full(ends: Ends) -> bool:
+    return ends.s.ready_count(PAIR, 1) >= SETTINGS.depth_bytes and ends.d.ready_count(PAIR, 1) >= SETTINGS.depth_bytes
+
+
+def test_stores_fill_to_depth_and_keys_match_at_both_ends(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        await until(lambda: full(ends))
+        assert ends.s_store.ready_bytes(PAIR) == ends.d_store.ready_bytes(PAIR) == SETTINGS.depth_bytes
+        keys = await ends.s.issue(PAIR, [32, 100, 32])  # 100 bytes span two 64-byte units
+        got = await ends.d.take(PAIR, [kid for kid, _ in keys])
+        assert got == [key for _, key in keys]
+        assert [len(k) for k in got] == [32, 100, 32]
+        with pytest.raises(Exception, match="already delivered"):
+            await ends.d.take(PAIR, [keys[0][0]])
+        await until(lambda: full(ends))  # refilled after the issue
+        assert ends.s.stats.units_sent <= SETTINGS.depth_bytes // 64 + 3 + SETTINGS.window
+
+    asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_requests_that_arrive_together_share_one_push(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        await until(lambda: full(ends))
+        results = await asyncio.gather(*(ends.s.issue(PAIR, [16]) for _ in range(20)))
+        assert ends.to_d.pushes < 20
+        ids = [kid for keys in results for kid, _ in keys]
+        assert len(set(ids)) == 20
+        assert await ends.d.take(PAIR, ids) == [key for keys in results for _, key in keys]
+
+    asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_short_of_material_takes_nothing_and_says_when_to_retry(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        await until(lambda: full(ends))
+        before = ends.s_store.ready_bytes(PAIR)
+        with pytest.raises(FlowUnavailableError) as info:
+            await ends.s.issue(PAIR, [before + 1])
+        assert info.value.retry_after >= 1
+        assert ends.s_store.ready_bytes(PAIR) == before
+        assert ends.s.stats.keys_refused == 1
+
+    asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_a_unit_rebuilt_differently_is_discarded_at_both_ends_and_its_paths_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body(ends: Ends) -> None:
+        ends.deliver = lambda uid, material: bytes([material[0] ^ 1]) + material[1:]  # a relay altered it
+        await until(lambda: ends.s.stats.mismatches >= 3 and ends.d.stats.mismatches >= 3)
+        assert ends.s_store.ready_bytes(PAIR) == ends.d_store.ready_bytes(PAIR) == 0
+        with pytest.raises(FlowUnavailableError):
+            await ends.s.issue(PAIR, [16])
+        report = ends.s.stats.mismatch_reports[-1]
+        assert report["paths"] == [["S", "R1", "D"], ["S", "R2", "D"]]
+
+    with caplog.at_level("WARNING", logger="mpss_fast.node"):
+        asyncio.run(Ends(tmp_path).run(body))
+    assert "suspected paths: S > R1 > D; S > R2 > D" in caplog.text
+
+
+def test_lost_units_expire_and_free_the_window(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        lost: set[uuid.UUID] = set()
+
+        def lose_the_first_window(uid: uuid.UUID, material: bytes) -> bytes | None:
+            if len(lost) < SETTINGS.window:
+                lost.add(uid)
+                return None
+            return material
+
+        ends.deliver = lose_the_first_window
+        await until(lambda: full(ends), timeout=10)
+        assert ends.s.stats.units_expired == SETTINGS.window
+        assert ends.s.snapshot()["pending"] == 0
+
+    asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_a_push_d_does_not_confirm_burns_the_keys_and_answers_unavailable(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        await until(lambda: full(ends))
+        ends.to_d.cut = True
+        with pytest.raises(FlowUnavailableError, match="did not confirm"):
+            await ends.s.issue(PAIR, [32, 16])  # 48 bytes: the first unit partly used
+        assert ends.s.stats.keys_burnt == 2
+        assert ends.d_store.collectable_count(PAIR) == 0
+        ends.to_d.cut = False
+        keys = await ends.s.issue(PAIR, [16, 64])  # D's ledger catches up first: the burnt ranges are void
+        assert await ends.d.take(PAIR, [kid for kid, _ in keys]) == [key for _, key in keys]
+        assert ends.d_store.collectable_count(PAIR) == 0  # the burnt keys were wiped at D, not left to collect
+
+    asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_a_push_whose_answer_was_lost_is_voided_at_d(tmp_path: Path) -> None:
+    """D committed the records but S never heard: S answered 503, so D must not keep those keys collectable."""
+
+    async def body(ends: Ends) -> None:
+        await until(lambda: full(ends))
+        real = ends.to_d.push
+
+        async def lost_answer(pair, records, void=()):  # type: ignore[no-untyped-def]
+            await real(pair, records, void)
+            raise ConnectionError("the answer was lost")
+
+        ends.to_d.push = lost_answer  # type: ignore[method-assign]
+        with pytest.raises(FlowUnavailableError):
+            await ends.s.issue(PAIR, [24])
+        ends.to_d.push = real  # type: ignore[method-assign]
+        keys = await ends.s.issue(PAIR, [8])
+        assert ends.d_store.collectable_count(PAIR) == 1
+        assert await ends.d.take(PAIR, [keys[0][0]]) == [keys[0][1]]
+
+    asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_proofs_while_s_is_unreachable_are_retried(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        ends.to_s.cut = True
+        await until(lambda: ends.s.snapshot()["pending"] == SETTINGS.window)
+        await asyncio.sleep(0.1)
+        assert ends.s_store.ready_bytes(PAIR) == 0
+        ends.to_s.cut = False
+        await until(lambda: full(ends), timeout=10)
+
+    asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_in_flight_never_exceeds_the_window(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        seen: list[int] = []
+
+        def count(uid: uuid.UUID, material: bytes) -> bytes:
+            seen.append(ends.s._in_flight[PAIR] + 1)  # this unit included
+            return material
+
+        ends.deliver = count
+        await until(lambda: full(ends))
+        assert max(seen) == SETTINGS.window  # the window is used, never exceeded
+
+    asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_no_link_key_backs_off_and_resumes(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        ends.link_short = True
+        await asyncio.sleep(0.3)
+        tries = ends.s.stats.link_key_short
+        assert 3 <= tries <= 20  # 10 ms doubling to 0.5 s: a handful, not a busy loop
+        ends.link_short = False
+        await until(lambda: full(ends), timeout=10)
+
+    asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_a_record_for_a_unit_d_still_holds_pending_promotes_it(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        unit, material = uuid.uuid4(), os.urandom(64)
+        assert ends.d.arrived(unit, material, "S")
+        ends.d._proofs.clear()  # S's verdict has not come back: the unit is pending at D
+        ends.s_store.add_ready(PAIR, [(unit, material)])  # S verified it
+        (key,) = ends.s_store.issue(PAIR, [40])
+        assert await ends.d.on_push("S", PAIR, [(key.key_id, key.ranges)]) == 1
+        assert await ends.d.take(PAIR, [key.key_id]) == [key.key] == [material[:40]]
+
+    asyncio.run(Ends(tmp_path, FlowSettings(unit_bytes=64, depth_bytes=64, window=1, pending_s=30)).run(body))
+
+
+def test_only_the_other_end_may_prove_or_push(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        with pytest.raises(PermissionError):
+            await ends.s.on_proofs("R1", PAIR, [])
+        with pytest.raises(PermissionError):
+            await ends.d.on_push("R1", PAIR, [])
+        with pytest.raises(PermissionError):
+            await ends.s.on_proofs("D", ("app-X", "app-D"), [])
+        assert not ends.d.arrived(uuid.uuid4(), b"x" * 64, "R1")  # no pair relays from R1 to here
+
+    asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_unknown_and_replayed_proofs_are_refused(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        await until(lambda: full(ends))
+        assert await ends.s.on_proofs("D", PAIR, [(uuid.uuid4(), bytes(32))]) == ["unknown"]
+
+    asyncio.run(Ends(tmp_path).run(body))
