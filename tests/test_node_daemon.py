@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -167,6 +170,38 @@ def test_cli_node_refuses_a_missing_or_bad_configuration(tmp_path: Path, capsys:
     bad.write_text(json.dumps({"node": "S"}))
     assert cli.main(["node", "--config", str(bad)]) == 1
     assert "missing key(s) db, topology, k, n, links, peer" in capsys.readouterr().err
+
+
+def test_mpss_node_refuses_n_above_the_node_disjoint_paths_in_one_line_and_a_working_config_starts(
+    tmp_path: Path,
+) -> None:
+    raw = _configs(tmp_path, nodelab.free_ports(1)[0])["S"]
+    path = tmp_path / "S.json"
+    path.write_text(json.dumps({**raw, "n": 4}))
+    command = [sys.executable, "-m", "mpss_fast", "node", "--config", str(path)]
+    # A process: a node that starts after all fails the test (timeout) instead of running on.
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1 and done.stdout == ""
+    assert not (tmp_path / "S.db").exists()  # refused before anything ran: no store was created
+    assert done.stderr == (
+        "mpss: error: api.pairs[0] (app-S at S -> app-D at D): k=2, n=4 asks for 4 node-disjoint paths from S to D, "
+        "but the topology has 3; set n to at most 3\n"
+    )
+
+    path.write_text(json.dumps(raw))  # n=3: as many node-disjoint paths as the topology has
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as proc:
+        watchdog = threading.Timer(60, proc.kill)  # a node that never says it is up fails the test, not hangs it
+        watchdog.start()
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:  # the KME and the neighbours are not there: the node says so, and runs on
+                if "node S: up" in line:
+                    break
+            assert proc.poll() is None, "the node stopped"
+        finally:
+            watchdog.cancel()
+            nodelab.stop_processes([proc], 10)
+    assert proc.returncode == 0  # SIGTERM: a clean stop
 
 
 def test_a_failed_key_commit_is_retried_and_nothing_is_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -368,7 +368,7 @@ _BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("tls.cert empty", _both(_tls, _set("tls.cert", "")), r"^tls\.cert must be a non-empty string"),
     # links
     ("non-neighbour", _set("links.0.neighbour", "D"), r"^links\[0\]: the topology has no link S-D$"),
-    ("unknown neighbour", _set("links.0.neighbour", "Q"), r"^links\[0\]: the topology has no link S-Q$"),
+    ("unknown neighbour", _set("links.0.neighbour", "Q"), r"^links\[0\]: node 'Q' is not in the topology$"),
     ("self link", _set("links.0.neighbour", "S"), r"^links\[0\]: the topology has no link S-S$"),
     ("duplicate link", _set("links.1.neighbour", "R1"), r"^links\[1\]: a second link to R1$"),
     ("peer_url empty", _set("links.2.peer_url", ""), r"^links\[2\]\.peer_url must be a non-empty string"),
@@ -378,7 +378,37 @@ _BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("peer.listen", _set("peer.listen", "nowhere"), r"^peer\.listen must be HOST:PORT or \[IPv6\]:PORT, not 'nowhere'"),
     ("api.listen", _set("api.listen", 9443), r"^api\.listen must be a non-empty string, not 9443"),
     # application pairs
-    ("pair unknown node", _set("api.pairs.0.slave_node", "Z"), r"^api\.pairs\[0\]: node 'Z' is not in the topology"),
+    (
+        "pair unknown node",
+        _set("api.pairs.0.slave_node", "Z"),
+        r"^api\.pairs\[0\] \(app-S at S -> app-D at Z\): node 'Z' is not in the topology$",
+    ),
+    (
+        "pair unknown master node",
+        _set("api.pairs.0", _pair(master="app-Y", master_node="Y", slave="app-S", slave_node="S")),
+        r"^api\.pairs\[0\] \(app-Y at Y -> app-S at S\): node 'Y' is not in the topology$",
+    ),
+    (
+        "n above the node-disjoint paths",
+        _set("n", 4),
+        r"^api\.pairs\[0\] \(app-S at S -> app-D at D\): k=2, n=4 asks for 4 node-disjoint paths from S to D, "
+        r"but the topology has 3; set n to at most 3$",
+    ),
+    (
+        "fewer node-disjoint paths than k",
+        _both(
+            _set("k", 2),
+            _set("n", 2),
+            _set("topology", nodelab.topology(1)),
+            _drop("udp.R2"),
+            _drop("udp.R3"),
+            _set(
+                "links", [{"neighbour": "R1", "peer_url": "http://127.0.0.1:7002", "kme_url": "http://127.0.0.1:8443"}]
+            ),
+        ),
+        r"^api\.pairs\[0\] \(app-S at S -> app-D at D\): k=2, n=2 asks for 2 node-disjoint paths from S to D, "
+        r"but the topology has 1; k-of-n sharing needs at least 2$",
+    ),
     ("pair same node", _set("api.pairs.0.slave_node", "S"), r"^api\.pairs\[0\]: master and slave are at the same"),
     (
         "pair not here",
@@ -443,6 +473,20 @@ def test_bad_configs_are_refused_naming_the_key(mutate: Callable[[dict[str, Any]
     mutate(raw)
     with pytest.raises(NodeConfigError, match=message):
         parse_config(raw)
+
+
+def test_n_is_checked_against_the_paths_only_for_keys_this_node_sources() -> None:
+    # n is the number of node-disjoint paths for keys this node sources: a relay sources none, and the
+    # slave's end of a pair none for it (the master's node plans the paths).
+    for name in ("R1", "D"):
+        assert parse_config({**_lab()[name], "n": 4, "k": 2}).n == 4
+    raw = _lab()["D"]
+    raw["n"] = 4
+    raw["api"]["pairs"].append(_pair(master="app-D", slave="app-S", master_node="D", slave_node="S"))
+    with pytest.raises(NodeConfigError, match=r"^api\.pairs\[1\] \(app-D at D -> app-S at S\): k=2, n=4 asks for 4 "):
+        parse_config(raw)
+    raw["n"] = 3
+    assert len(parse_config(raw).pairs) == 2  # as many paths as the topology has: accepted
 
 
 def test_a_relay_without_pairs_may_have_no_api_but_pairs_need_their_listen_address() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import MpssError, NodeConfigError
-from ..kmp import Topology
+from ..kmp import Topology, max_disjoint_paths
 from ..kmp.files import from_dict as topology_from_dict
 from ..kmp.files import load as load_topology
 from .etsi014 import check_sae_id
@@ -238,6 +238,23 @@ def _operators(value: Any, topology: Topology) -> frozenset[str]:
     return frozenset(names)
 
 
+def _pair_name(pair: AppPair) -> str:
+    return f"{pair.master} at {pair.master_node} -> {pair.slave} at {pair.slave_node}"
+
+
+def _check_paths(topology: Topology, pair: AppPair, where: str, k: int, n: int) -> None:
+    """Refuse a pair whose keys this node could never send: fewer node-disjoint paths to the slave's node
+    than ``n`` (the node would start, then answer every ``enc_keys`` with an error)."""
+    src, dst = pair.master_node, pair.slave_node
+    count = max_disjoint_paths(topology, src, dst)  # as the source plans them (kmp.disjoint_paths)
+    if count < n:
+        fix = f"set n to at most {count}" if count >= 2 else "k-of-n sharing needs at least 2"
+        raise NodeConfigError(
+            f"{where} ({_pair_name(pair)}): k={k}, n={n} asks for {n} node-disjoint paths from {src} to {dst}, "
+            f"but the topology has {count}; {fix}"
+        )
+
+
 def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
     """A :class:`NodeConfig` from parsed JSON/TOML data; relative paths are taken from ``base``."""
     cfg = _keys(data, "config", _TOP, _REQUIRED)
@@ -301,7 +318,9 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
             ("neighbour", "peer_url", "kme_url"),
         )
         neighbour = _str(section["neighbour"], f"{where}.neighbour")
-        if neighbour not in topology.nodes or not topology.has_link(node, neighbour):
+        if neighbour not in topology.nodes:
+            raise NodeConfigError(f"{where}: node {neighbour!r} is not in the topology")
+        if not topology.has_link(node, neighbour):
             raise NodeConfigError(f"{where}: the topology has no link {node}-{neighbour}")
         if any(link.neighbour == neighbour for link in links):
             raise NodeConfigError(f"{where}: a second link to {neighbour}")
@@ -337,9 +356,10 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
         )
         pair = AppPair(*(_sae(section[name], f"{where}.{name}") for name in ("master", "slave")),
                        *(_str(section[name], f"{where}.{name}") for name in ("master_node", "slave_node")))  # fmt: skip
+        named = f"{where} ({_pair_name(pair)})"
         for end in (pair.master_node, pair.slave_node):
             if end not in topology.nodes:
-                raise NodeConfigError(f"{where}: node {end!r} is not in the topology")
+                raise NodeConfigError(f"{named}: node {end!r} is not in the topology")
         if pair.master_node == pair.slave_node:
             raise NodeConfigError(f"{where}: master and slave are at the same node; nothing to relay")
         if node not in (pair.master_node, pair.slave_node):
@@ -353,6 +373,9 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
         pairs.append(pair)
     if pairs and "listen" not in api:
         raise NodeConfigError("api.listen is required when api.pairs names applications at this node")
+    for i, pair in enumerate(pairs):
+        if pair.master_node == node:  # this node sources the pair's keys, each on n node-disjoint paths
+            _check_paths(topology, pair, f"api.pairs[{i}]", k, n)
 
     keys = _keys(
         cfg.get("keys", {}), "keys", {"lease_bytes", "batch", "key_bits", "low_water_bytes", "refill_interval_s"}
