@@ -111,7 +111,11 @@ def diamond(
         if operators is not None:
             cfg["peer"]["operators"] = operators
         if name in ("S", "D"):
-            pairs = [{"master": MASTER, "slave": SLAVE, "master_node": "S", "slave_node": "D"}]
+            other = "D" if name == "S" else "S"
+            pairs = [
+                {"master": MASTER, "slave": SLAVE, "master_node": "S", "slave_node": "D",
+                 "peer_url": peer_url(name, other)}
+            ]  # fmt: skip
             cfg["api"] = {"listen": api_listen(name), "pairs": pairs}
         if transport == "udp":
             cfg["udp"] = udp

@@ -4,6 +4,9 @@ Layout (``nodelab``: S and D joined by relays R1..R3 on three node-disjoint path
 
 * one namespace per node, veth links ``S-Ri`` and ``Ri-D`` (``fd00:1:<link>::1/2``), and a
   route to each neighbour's SID over its link; each node routes its own SID into its tun;
+* a direct veth between S and D (``fd00:2::1/2``), outside the topology: the classical IP
+  network the two ends of the application pair talk over (proofs and ledger records of
+  ``node.keyflow``, mutual TLS); shares never take it;
 * a ``kme`` namespace joined to every node by a management veth (``fd00:ff:<node>::1/2``): it
   runs the link KME (an in-process ``KmeSimBackend`` that also records what it handed out, so
   the test can check the captured ciphertexts against the real link keys) and the
@@ -61,6 +64,17 @@ def link_addrs(a: str, b: str) -> tuple[str, str]:
     return (first, second) if (a, b) == LINKS[index - 1] else (second, first)
 
 
+CONTROL_ADDRS = {"S": "fd00:2::1", "D": "fd00:2::2"}
+"""S's and D's addresses on their direct link (the pair channel)."""
+
+
+def peer_addr(me: str, other: str) -> str:
+    """Where ``me`` reaches ``other``'s peer API: over their link, or S and D over their direct one."""
+    if {me, other} == set(CONTROL_ADDRS):
+        return CONTROL_ADDRS[other]
+    return link_addrs(me, other)[1]
+
+
 def mgmt_addr(name: str, *, kme_side: bool = False) -> str:
     return f"fd00:ff:{node_index(name)}::{1 if kme_side else 2}"
 
@@ -113,6 +127,7 @@ class NodeNet:
         for a, b in LINKS:
             addr_a, addr_b = link_addrs(a, b)
             self.ifaces[(a, b)], self.ifaces[(b, a)] = lab.link(a, b, addr_a, addr_b)
+        lab.link("S", "D", CONTROL_ADDRS["S"], CONTROL_ADDRS["D"])
         for name in NAMES:
             lab.link(name, "kme", mgmt_addr(name), mgmt_addr(name, kme_side=True))
         for a, b in LINKS:
@@ -127,6 +142,8 @@ class NodeNet:
             ips = [mgmt_addr(name)] + [
                 link_addrs(name, other)[0] for a, b in LINKS for other in (a, b) if name in (a, b) and other != name
             ]
+            if name in CONTROL_ADDRS:
+                ips.append(CONTROL_ADDRS[name])
             self.tls[name] = self.pki.node(name, ips=tuple(ips))
         self.tls["kme"] = self.pki.kme(ips=tuple(mgmt_addr(n, kme_side=True) for n in NAMES))
         for app in (nodelab.MASTER, nodelab.SLAVE):
@@ -140,7 +157,7 @@ class NodeNet:
         configs = nodelab.diamond(
             PATHS,
             db=lambda n: str(self.dir / f"{n}.db"),
-            peer_url=lambda me, nb: f"https://[{link_addrs(me, nb)[1]}]:{PEER_PORT}",
+            peer_url=lambda me, nb: f"https://[{peer_addr(me, nb)}]:{PEER_PORT}",
             kme_url=lambda me, nb: f"https://[{mgmt_addr(me, kme_side=True)}]:{KME_PORT}",
             peer_listen=lambda n: f"[::]:{PEER_PORT}",
             api_listen=lambda n: f"[{mgmt_addr(n)}]:{API_PORT}",

@@ -28,7 +28,20 @@ from . import nodelab
 
 
 def _keys_section(name: str) -> dict[str, Any]:
-    return {"keys": {"batch": 8, "key_bits": 4096, "low_water_bytes": 8192, "refill_interval_s": 0.02}}
+    return {
+        "keys": {"batch": 8, "key_bits": 4096, "low_water_bytes": 8192, "refill_interval_s": 0.02},
+        "stores": {"unit_bytes": 256, "depth_bytes": 16384, "window": 16},
+    }
+
+
+async def _stored(master: Etsi014Client, count: int, timeout: float = 10.0) -> None:
+    """Wait until the master's node holds ``count`` confirmed keys for the pair (ETSI ``stored_key_count``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (await master.status(nodelab.SLAVE)).stored_key_count < count:
+        if loop.time() > deadline:
+            raise AssertionError(f"the key store did not reach {count} keys")
+        await asyncio.sleep(0.02)
 
 
 def _configs(
@@ -81,6 +94,7 @@ def _app(configs: dict[str, dict[str, Any]], node: str, sae: str) -> Etsi014Clie
 def test_keys_from_enc_keys_at_s_come_out_of_dec_keys_at_d(tmp_path: Path) -> None:
     async def body(nodes: dict[str, Node], configs: dict[str, dict[str, Any]]) -> None:
         async with _app(configs, "S", nodelab.MASTER) as master, _app(configs, "D", nodelab.SLAVE) as slave:
+            await _stored(master, 20)
             keys = await master.enc_keys(nodelab.SLAVE, number=20, size=256)
             got = await slave.dec_keys(nodelab.MASTER, [kid for kid, _ in keys])
             assert got == keys and len({key for _, key in keys}) == 20
@@ -88,10 +102,17 @@ def test_keys_from_enc_keys_at_s_come_out_of_dec_keys_at_d(tmp_path: Path) -> No
                 await slave.dec_keys(nodelab.MASTER, [keys[0][0]])
             with pytest.raises(Etsi014UnauthorizedError):  # the slave's node does not issue keys
                 await _enc(configs, "D", nodelab.MASTER)
+            await _stored(master, 16384 // 32)  # full again: nothing in flight any more
+        await _until(lambda: nodes["S"].stats()["keyflow"]["pending"] == 0, 5)
         stats = {name: node.stats() for name, node in nodes.items()}
-        assert stats["S"]["keys_sent"] == 20 and stats["D"]["keys_delivered"] == 20
-        assert [stats[f"R{i}"]["shares_relayed"] for i in (1, 2, 3)] == [20, 20, 20]
-        assert all(not s["dropped"] and not s["tampered"] for s in stats.values())
+        assert stats["S"]["keyflow"]["keys_issued"] == 20 and stats["D"]["keyflow"]["records_applied"] == 20
+        flow = stats["S"]["keyflow"]
+        # Every unit sent is accounted for: confirmed, or lost (units sent before the relays had link key:
+        # their shares were dropped for "no key" and the units expired, costing link key only).
+        assert stats["S"]["keys_sent"] == flow["units_sent"] == flow["units_confirmed"] + flow["units_expired"]
+        assert flow["units_confirmed"] == 16384 // 256 + 20 * 32 // 256 + 1  # the depth, then what refilled it
+        assert flow["mismatches"] == flow["units_unknown"] == flow["keys_burnt"] == 0
+        assert all(set(s["dropped"]) <= {"no key"} and not s["tampered"] for s in stats.values())
 
     asyncio.run(_network(tmp_path, body))
 
@@ -104,11 +125,12 @@ async def _enc(configs: dict[str, dict[str, Any]], node: str, sae: str) -> None:
 def test_a_tampering_relay_is_named_and_its_keys_still_delivered(tmp_path: Path) -> None:
     async def body(nodes: dict[str, Node], configs: dict[str, dict[str, Any]]) -> None:
         async with _app(configs, "S", nodelab.MASTER) as master, _app(configs, "D", nodelab.SLAVE) as slave:
+            await _stored(master, 5)
             keys = await master.enc_keys(nodelab.SLAVE, number=5, size=256)
             assert await slave.dec_keys(nodelab.MASTER, [kid for kid, _ in keys]) == keys
         tampered = nodes["D"].stats()["tampered"]
-        assert len(tampered) == 5 and {(r["path"], tuple(r["relays"])) for r in tampered} == {(1, ("R2",))}
-        assert {r["key_ID"] for r in tampered} == {str(kid) for kid, _ in keys}
+        assert tampered and {(r["path"], tuple(r["relays"])) for r in tampered} == {(1, ("R2",))}
+        assert nodes["S"].stats()["keyflow"]["mismatches"] == 0  # corrected at D, so S's copy matched
 
     def tamper(name: str) -> dict[str, Any]:
         return {**_keys_section(name), "testing": {"tamper": name == "R2"}}
@@ -120,11 +142,22 @@ def test_keys_are_delivered_with_one_relay_stopped(tmp_path: Path) -> None:
     async def body(nodes: dict[str, Node], configs: dict[str, dict[str, Any]]) -> None:
         await nodes["R3"].close()
         async with _app(configs, "S", nodelab.MASTER) as master, _app(configs, "D", nodelab.SLAVE) as slave:
-            keys = await master.enc_keys(nodelab.SLAVE, number=10, size=256)
+            # Small units and store: every unit takes every path, so S's link to R3 spends key on each
+            # (about 100 bytes here) until its last 4 KiB batch runs out.
+            await _stored(master, 1024 // 32)  # full: units from before R3 stopped are all in
+            await _until(lambda: nodes["S"].stats()["keyflow"]["pending"] == 0, 5)
+            before = nodes["D"].stats()
+            keys = await master.enc_keys(nodelab.SLAVE, number=8, size=256)  # 256 bytes: 4 units to refill
             assert await slave.dec_keys(nodelab.MASTER, [kid for kid, _ in keys]) == keys
-        assert nodes["D"].stats()["keys_delivered"] == 10 and nodes["D"].stats()["shares_received"] == 20
+            await _stored(master, 1024 // 32)
+        after = nodes["D"].stats()
+        delivered = after["keys_delivered"] - before["keys_delivered"]
+        assert delivered == 4 and after["shares_received"] - before["shares_received"] == 2 * delivered
 
-    asyncio.run(_network(tmp_path, body))
+    def small_store(name: str) -> dict[str, Any]:
+        return {**_keys_section(name), "stores": {"unit_bytes": 64, "depth_bytes": 1024, "window": 4}}
+
+    asyncio.run(_network(tmp_path, body, extra=small_store))
 
 
 def test_bad_configuration_is_refused_with_the_key_named(tmp_path: Path) -> None:
@@ -206,27 +239,25 @@ def test_mpss_node_refuses_n_above_the_node_disjoint_paths_in_one_line_and_a_wor
 
 def test_a_failed_key_commit_is_retried_and_nothing_is_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mpss_fast.exceptions import StoreError
-    from mpss_fast.node import daemon
-
-    monkeypatch.setattr(daemon, "COMMIT_RETRY_S", 0.05)
 
     async def body(nodes: dict[str, Node], configs: dict[str, dict[str, Any]]) -> None:
-        store = nodes["D"].store
+        store = nodes["D"].keystore
         assert store is not None
-        real = store.put_keys
-        failures = []
+        real = store.add_ready
+        failures: list[int] = []
 
-        def failing(items: Any, *, peer: str) -> None:
+        def failing(pair: tuple[str, str], units: list[tuple[bytes, bytes]]) -> int:
             if len(failures) < 2:
-                failures.append(len(items))
+                failures.append(len(units))
                 raise StoreError("disk full (simulated)")
-            real(items, peer=peer)
+            return real(pair, units)
 
-        monkeypatch.setattr(store, "put_keys", failing)
+        monkeypatch.setattr(store, "add_ready", failing)
         async with _app(configs, "S", nodelab.MASTER) as master, _app(configs, "D", nodelab.SLAVE) as slave:
-            keys = await master.enc_keys(nodelab.SLAVE, number=6, size=256)
+            await _stored(master, 16384 // 32)
+            keys = await master.enc_keys(nodelab.SLAVE, number=100, size=1024)  # most of the store
             assert await slave.dec_keys(nodelab.MASTER, [kid for kid, _ in keys]) == keys
-        assert len(failures) == 2 and sum(failures) >= 1
+        assert len(failures) == 2 and nodes["D"].stats()["keyflow"]["commit_failures"] == 2
 
     asyncio.run(_network(tmp_path, body))
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from mpss_fast.node.config import AppPair
-from mpss_fast.node.keyflow import FlowSettings, FlowUnavailableError, KeyFlow
-from mpss_fast.node.keystore import KeyStore, Range
+from mpss_fast.node.config import AppPair, StoreSettings
+from mpss_fast.node.keyflow import FlowUnavailableError, KeyFlow, UnitMissingError
+from mpss_fast.node.keystore import KeyStore, LedgerMismatchError, Range
 
 APP = AppPair("app-S", "app-D", "S", "D")
 PAIR = (APP.master, APP.slave)
-SETTINGS = FlowSettings(unit_bytes=64, depth_bytes=64 * 32, window=8, pending_s=0.5)
+SETTINGS = StoreSettings(unit_bytes=64, depth_bytes=64 * 32, window=8, pending_s=0.5)
 
 
 class Channel:
@@ -49,13 +49,16 @@ class Channel:
         if self.cut:
             raise ConnectionError("cut")
         self.pushes += 1
-        await self.flow.on_push(self.me, pair, records, void)
+        try:
+            await self.flow.on_push(self.me, pair, records, void)
+        except LedgerMismatchError as exc:  # as the peer API answers it (409 naming the unit)
+            raise UnitMissingError(str(exc), exc.unit_id or "") from None
 
 
 class Ends:
     """S and D with their stores, the in-process relay and channels."""
 
-    def __init__(self, tmp: Path, settings: FlowSettings = SETTINGS) -> None:
+    def __init__(self, tmp: Path, settings: StoreSettings = SETTINGS) -> None:
         self.s_store = KeyStore(tmp / "S.keys.db")
         self.d_store = KeyStore(tmp / "D.keys.db")
         self.to_s, self.to_d = Channel("D"), Channel("S")  # to_s: D's calls to S (the caller is D)
@@ -274,7 +277,7 @@ def test_a_record_for_a_unit_d_still_holds_pending_promotes_it(tmp_path: Path) -
         assert await ends.d.on_push("S", PAIR, [(key.key_id, key.ranges)]) == 1
         assert await ends.d.take(PAIR, [key.key_id]) == [key.key] == [material[:40]]
 
-    asyncio.run(Ends(tmp_path, FlowSettings(unit_bytes=64, depth_bytes=64, window=1, pending_s=30)).run(body))
+    asyncio.run(Ends(tmp_path, StoreSettings(unit_bytes=64, depth_bytes=64, window=1, pending_s=30)).run(body))
 
 
 def test_only_the_other_end_may_prove_or_push(tmp_path: Path) -> None:
@@ -294,5 +297,52 @@ def test_unknown_and_replayed_proofs_are_refused(tmp_path: Path) -> None:
     async def body(ends: Ends) -> None:
         await until(lambda: full(ends))
         assert await ends.s.on_proofs("D", PAIR, [(uuid.uuid4(), bytes(32))]) == ["unknown"]
+
+    asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_a_proof_sent_again_after_a_lost_answer_is_still_ready(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        await until(lambda: full(ends))
+        confirmed = next(iter(ends.s._confirmed))
+        assert await ends.s.on_proofs("D", PAIR, [(confirmed, bytes(32))]) == ["ready"]
+
+    asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_a_commit_that_fails_at_d_is_retried_and_nothing_is_lost(tmp_path: Path) -> None:
+    from mpss_fast.exceptions import StoreError
+
+    async def body(ends: Ends) -> None:
+        real = ends.d_store.add_ready
+        failures: list[int] = []
+
+        def failing(pair: tuple[str, str], units: list[tuple[bytes, bytes]]) -> int:
+            if len(failures) < 3:
+                failures.append(len(units))
+                raise StoreError("disk full (simulated)")
+            return real(pair, units)
+
+        ends.d_store.add_ready = failing  # type: ignore[method-assign]
+        await until(lambda: full(ends), timeout=10)
+        assert len(failures) == 3 and ends.d.stats.commit_failures == 3
+        keys = await ends.s.issue(PAIR, [64] * 20)  # every unit S confirmed is at D too
+        assert await ends.d.take(PAIR, [kid for kid, _ in keys]) == [key for _, key in keys]
+
+    asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_a_unit_d_lost_is_dropped_at_s_and_the_flow_recovers(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        await until(lambda: full(ends))
+        probe = ends.s_store.issue(PAIR, [1])[0]  # carve a byte to learn the oldest unit
+        oldest = probe.ranges[0].unit_id
+        await ends.d.on_push("S", PAIR, [], [(probe.key_id, probe.ranges)])  # voided at D
+        ends.d_store.discard(oldest, "lost")  # D loses it (a store restored from an old backup, say)
+        with pytest.raises(FlowUnavailableError):
+            await ends.s.issue(PAIR, [16])  # names the lost unit: D says so, S drops it
+        assert ends.s.stats.units_missing_at_d == 1
+        keys = await ends.s.issue(PAIR, [16, 16])
+        assert await ends.d.take(PAIR, [kid for kid, _ in keys]) == [key for _, key in keys]
 
     asyncio.run(Ends(tmp_path).run(body))

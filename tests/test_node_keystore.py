@@ -849,3 +849,26 @@ def test_apply_issues_is_all_or_nothing(ends: tuple[KeyStore, KeyStore]) -> None
     assert d.key_state(PAIR, keys[0].key_id) is None  # the good record before it was rolled back too
     assert d.apply_issues(PAIR, [(k.key_id, k.ranges) for k in keys]) == 3
     assert d.apply_issues(PAIR, [(keys[2].key_id, keys[2].ranges)]) == 0  # pushed again: nothing new
+
+
+def test_void_records_keep_d_in_step_and_skip_what_d_never_had(ends: tuple[KeyStore, KeyStore]) -> None:
+    """S carved keys it never handed out: D moves past their bytes (wiped), skipping units it lacks."""
+    s, d = ends
+    feed((s, d), 0, 64)
+    feed((s,), 1, 64)  # confirmed at S, lost at D
+    feed((s, d), 2, 64)
+    burnt = s.issue(PAIR, [48, 64])  # unit 0 bytes 0..48; then 0 48..64, 1 0..48
+    applied = d.apply_issues(PAIR, [(burnt[0].key_id, burnt[0].ranges)])  # the first push arrived, its answer did not
+    assert applied == 1
+    assert d.apply_void(PAIR, [(k.key_id, k.ranges) for k in burnt]) == 16  # unit 0's last 16 bytes; unit 1 skipped
+    assert d.key_state(PAIR, burnt[0].key_id) == "delivered"  # out of collection
+    with pytest.raises(KeyAlreadyDeliveredError):
+        d.take(PAIR, [burnt[0].key_id])
+    assert d.apply_void(PAIR, [(k.key_id, k.ranges) for k in burnt]) == 0  # pushed again: nothing moves
+    s.discard(uid(1), "missing-at-d")
+    (key,) = s.issue(PAIR, [32])
+    assert key.ranges == (Range(uid(2), 0, 32),)
+    assert d.apply_issues(PAIR, [(key.key_id, key.ranges)]) == 1
+    assert d.take(PAIR, [key.key_id]) == [material(2, 64)[:32]]
+    with pytest.raises(LedgerMismatchError):  # bytes S never told D about
+        d.apply_void(PAIR, [(uuid.uuid4(), (Range(uid(2), 40, 8),))])

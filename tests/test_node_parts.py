@@ -37,10 +37,10 @@ from mpss_fast.exceptions import (  # noqa: E402
     StoreError,
 )
 from mpss_fast.node import kme_sim  # noqa: E402
-from mpss_fast.node.app_backend import NodeKeyBackend  # noqa: E402
-from mpss_fast.node.config import AppPair, NodeConfig, load_config, parse_config  # noqa: E402
+from mpss_fast.node.app_backend import FlowBackend  # noqa: E402
+from mpss_fast.node.config import AppPair, NodeConfig, StoreSettings, load_config, parse_config  # noqa: E402
 from mpss_fast.node.daemon import Node  # noqa: E402
-from mpss_fast.node.etsi014 import KeyList, sae_pair  # noqa: E402
+from mpss_fast.node.etsi014 import KeyList  # noqa: E402
 from mpss_fast.node.etsi014_client import Etsi014Client, ssl_client_context  # noqa: E402
 from mpss_fast.node.etsi014_server import ssl_server_context, start_server  # noqa: E402
 from mpss_fast.node.linkkeys import LinkKeyFeeder, LinkKeyReceiver  # noqa: E402
@@ -127,12 +127,14 @@ def test_the_nodelab_configs_are_accepted(transport: str) -> None:
             assert cfg.udp == {} and cfg.tun == "mpss0"
         if name in ("S", "D"):
             assert cfg.api_listen == ("127.0.0.1", 9000 + NODES.index(name))
-            assert cfg.pairs == (AppPair(nodelab.MASTER, nodelab.SLAVE, "S", "D"),)
+            other = 7000 + NODES.index("D" if name == "S" else "S")
+            assert cfg.pairs == (AppPair(nodelab.MASTER, nodelab.SLAVE, "S", "D", f"http://127.0.0.1:{other}"),)
         else:
             assert cfg.api_listen is None and cfg.pairs == ()
         # the defaults of docs/node.md
         assert (cfg.lease_bytes, cfg.key_batch, cfg.key_bits, cfg.low_water_bytes) == (65536, 32, 8192, 262144)
-        assert (cfg.refill_interval_s, cfg.collect_s, cfg.dec_wait_s, cfg.tamper) == (0.05, 0.25, 2.0, False)
+        assert (cfg.refill_interval_s, cfg.collect_s, cfg.tamper) == (0.05, 0.25, False)
+        assert cfg.stores == StoreSettings(unit_bytes=1024, depth_bytes=1 << 20, window=64, pending_s=5.0)
     with pytest.raises(NodeConfigError, match="node S has no link to D"):
         parse_config(configs["S"]).link("D")
 
@@ -141,7 +143,8 @@ def test_optional_sections_are_read() -> None:
     raw = _lab()["R1"]
     raw.update(
         keys={"lease_bytes": 0, "batch": 7, "key_bits": 512, "low_water_bytes": 1, "refill_interval_s": 1},
-        destination={"collect_s": 0.5, "dec_wait_s": 3},
+        destination={"collect_s": 0.5},
+        stores={"unit_bytes": 64, "depth_bytes": 4096, "window": 3, "pending_s": 0.5},
         testing={"tamper": True},
         tun="mpss-test",
     )
@@ -149,7 +152,8 @@ def test_optional_sections_are_read() -> None:
     cfg = parse_config(raw)
     assert (cfg.lease_bytes, cfg.key_batch, cfg.key_bits, cfg.low_water_bytes) == (0, 7, 512, 1)
     assert cfg.refill_interval_s == 1.0 and isinstance(cfg.refill_interval_s, float)
-    assert (cfg.collect_s, cfg.dec_wait_s, cfg.tamper, cfg.tun) == (0.5, 3.0, True, "mpss-test")
+    assert (cfg.collect_s, cfg.tamper, cfg.tun) == (0.5, True, "mpss-test")
+    assert cfg.stores == StoreSettings(unit_bytes=64, depth_bytes=4096, window=3, pending_s=0.5)
     assert (cfg.links[0].sae_id, cfg.links[0].neighbour_sae_id) == ("sae.R1@x", "sae-S")
 
 
@@ -256,7 +260,10 @@ def _tls(cfg: dict[str, Any]) -> None:
 
 
 def _pair(**kw: str) -> dict[str, str]:
-    return {"master": nodelab.MASTER, "slave": nodelab.SLAVE, "master_node": "S", "slave_node": "D", **kw}
+    return {
+        "master": nodelab.MASTER, "slave": nodelab.SLAVE, "master_node": "S", "slave_node": "D",
+        "peer_url": "http://127.0.0.1:7001", **kw,
+    }  # fmt: skip
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -321,6 +328,12 @@ _BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("missing tls.node_ca", _both(_tls, _drop("tls.node_ca")), r"^tls: missing key\(s\) node_ca$"),
     ("missing tls.app_ca", _both(_tls, _drop("tls.app_ca")), r"^tls\.app_ca is required at a node serving appl"),
     ("missing pair end", _drop("api.pairs.0.slave_node"), r"^api\.pairs\[0\]: missing key\(s\) slave_node$"),
+    ("missing pair peer", _drop("api.pairs.0.peer_url"), r"^api\.pairs\[0\]: missing key\(s\) peer_url$"),
+    (
+        "pair peer scheme",
+        _set("api.pairs.0.peer_url", "https://x"),
+        r"^api\.pairs\[0\]\.peer_url must start with http://",
+    ),
     # sections of the wrong type
     ("config list", lambda cfg: cfg.clear(), r"^config: missing key\(s\) node, db"),
     ("links empty", _set("links", []), r"^links must be a non-empty list"),
@@ -458,9 +471,18 @@ _BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         r"^destination\.collect_s must be a number of seconds in",
     ),
     ("collect nan", _set("destination.collect_s", float("nan")), r"^destination\.collect_s must be a number of"),
-    ("dec_wait -0.1", _set("destination.dec_wait_s", -0.1), r"^destination\.dec_wait_s must be a number of seconds"),
-    ("dec_wait bool", _set("destination.dec_wait_s", False), r"^destination\.dec_wait_s must be a number of seconds"),
-    ("dec_wait list", _set("destination.dec_wait_s", [1]), r"^destination\.dec_wait_s must be a number of seconds"),
+    (
+        "dec_wait gone",
+        _set("destination.dec_wait_s", 2.0),
+        r"^destination\.dec_wait_s is gone: dec_keys answers at once",
+    ),
+    # stores
+    ("unit 16", _set("stores.unit_bytes", 16), r"^stores\.unit_bytes must be an integer >= 32"),
+    ("unit 8 KiB", _set("stores.unit_bytes", 8192), r"^stores\.unit_bytes must be an integer .*<= 4096"),
+    ("depth below a unit", _set("stores.depth_bytes", 512), r"^stores\.depth_bytes must be an integer >= 1024"),
+    ("window 0", _set("stores.window", 0), r"^stores\.window must be an integer >= 1"),
+    ("pending 0", _set("stores.pending_s", 0), r"^stores\.pending_s must be a number of seconds"),
+    ("stores typo", _set("stores.depth", 1), r"^stores: unknown key"),
     # testing
     ("tamper int", _set("testing.tamper", 1), r"^testing\.tamper must be true or false, not 1"),
     ("tamper string", _set("testing.tamper", "true"), r"^testing\.tamper must be true or false, not 'true'"),
@@ -1102,122 +1124,64 @@ def test_an_announcement_b_cannot_fetch_now_is_503(tmp_path: Path) -> None:
 
 
 # =======================================================================================
-# 5. NodeKeyBackend: which SAE may call what at which node, and dec_keys waiting for keys
+# 5. FlowBackend: which SAE may call what at which node; ETSI 014 answers on the key stores
 # =======================================================================================
-
-PAIR = AppPair(nodelab.MASTER, nodelab.SLAVE, "S", "D")
-PEER = sae_pair(nodelab.MASTER, nodelab.SLAVE)
-
-
-def _make_key(pair: AppPair, size_bits: int) -> tuple[uuid.UUID, bytes]:
-    assert pair == PAIR
-    return uuid.uuid4(), os.urandom(size_bits // 8)
-
-
-def _backend(store: NodeStore, node: str, dec_wait_s: float = 5.0) -> NodeKeyBackend:
-    return NodeKeyBackend(store, node, (PAIR,), _make_key, dec_wait_s=dec_wait_s)
 
 
 def test_only_the_master_at_its_node_gets_enc_keys_and_only_the_slave_at_its_node_dec_keys(tmp_path: Path) -> None:
-    async def main() -> None:
-        with NodeStore(tmp_path / "S.db") as s_store, NodeStore(tmp_path / "D.db") as d_store:
-            at_s, at_d = _backend(s_store, "S"), _backend(d_store, "D")
-            keys = await at_s.enc_keys(nodelab.MASTER, nodelab.SLAVE, 2, 256)
-            assert len(keys) == 2 and all(len(key) == 32 for _, key in keys)
-            assert [s_store.key_state(kid, peer=PEER) for kid, _ in keys] == ["issued", "issued"]
-            status = await at_s.status(nodelab.MASTER, nodelab.SLAVE)
-            assert (status.source_KME_ID, status.target_KME_ID) == ("S", "D")
+    from .test_node_keyflow import APP, Ends, full
 
-            with pytest.raises(Etsi014UnauthorizedError, match=r"SAE app-D is not paired with SAE app-S"):
-                await at_s.enc_keys(nodelab.SLAVE, nodelab.MASTER, 1, 256)  # the slave as master
-            with pytest.raises(Etsi014UnauthorizedError, match=r"^SAE app-S is not at node D$"):
-                await at_d.enc_keys(nodelab.MASTER, nodelab.SLAVE, 1, 256)  # the right SAE, the wrong node
-            with pytest.raises(Etsi014UnauthorizedError, match=r"^SAE app-S is not at node D$"):
-                await at_d.status(nodelab.MASTER, nodelab.SLAVE)
-            started = time.monotonic()
-            with pytest.raises(Etsi014UnauthorizedError, match=r"^SAE app-D is not at node S$"):
-                await at_s.dec_keys(nodelab.SLAVE, nodelab.MASTER, [keys[0][0]])  # no waiting for that
-            with pytest.raises(Etsi014UnauthorizedError, match=r"SAE app-S is not paired with SAE app-S"):
-                await at_d.dec_keys(nodelab.MASTER, nodelab.MASTER, [keys[0][0]])
-            assert time.monotonic() - started < 1.0
-            assert d_store.pending_keys(PEER) == [] and s_store.issued_keys(PEER) == [kid for kid, _ in keys]
+    async def body(ends: Ends) -> None:
+        await _until(lambda: full(ends))
+        at_s, at_d = FlowBackend(ends.s, "S", (APP,)), FlowBackend(ends.d, "D", (APP,))
+        status = await at_s.status(nodelab.MASTER, nodelab.SLAVE)
+        assert (status.source_KME_ID, status.target_KME_ID) == ("S", "D")
+        assert status.stored_key_count == 2048 // 32 and status.max_key_count == 2048 // 32  # 256-bit keys
+        keys = await at_s.enc_keys(nodelab.MASTER, nodelab.SLAVE, 2, 256)
+        assert len(keys) == 2 and all(len(key) == 32 for _, key in keys)
+        assert 2048 // 32 - 2 <= (await at_s.status(nodelab.MASTER, nodelab.SLAVE)).stored_key_count  # refilling
+        with pytest.raises(Etsi014UnauthorizedError, match=r"SAE app-D is not paired with SAE app-S"):
+            await at_s.enc_keys(nodelab.SLAVE, nodelab.MASTER, 1, 256)  # the slave as master
+        with pytest.raises(Etsi014UnauthorizedError, match=r"^SAE app-S is not at node D$"):
+            await at_d.enc_keys(nodelab.MASTER, nodelab.SLAVE, 1, 256)  # the right SAE, the wrong node
+        with pytest.raises(Etsi014UnauthorizedError, match=r"^SAE app-S is not at node D$"):
+            await at_d.status(nodelab.MASTER, nodelab.SLAVE)
+        with pytest.raises(Etsi014UnauthorizedError, match=r"^SAE app-D is not at node S$"):
+            await at_s.dec_keys(nodelab.SLAVE, nodelab.MASTER, [keys[0][0]])
+        with pytest.raises(Etsi014UnauthorizedError, match=r"SAE app-S is not paired with SAE app-S"):
+            await at_d.dec_keys(nodelab.MASTER, nodelab.MASTER, [keys[0][0]])
+        started = time.monotonic()
+        assert await at_d.dec_keys(nodelab.SLAVE, nodelab.MASTER, [kid for kid, _ in keys]) == keys
+        assert time.monotonic() - started < 0.5  # from the store at once: nothing to wait for
+        with pytest.raises(Etsi014BadRequestError, match=rf"^key_ID {keys[0][0]} was already delivered$"):
+            await at_d.dec_keys(nodelab.SLAVE, nodelab.MASTER, [keys[0][0]])
+        never = uuid.uuid4()
+        with pytest.raises(Etsi014BadRequestError, match=rf"^key_ID {never} is unknown$"):
+            await at_d.dec_keys(nodelab.SLAVE, nodelab.MASTER, [never])
 
-    asyncio.run(main())
-
-
-def test_dec_keys_waits_for_a_key_on_its_way(tmp_path: Path) -> None:
-    async def main() -> None:
-        with NodeStore(tmp_path / "D.db") as store:
-            backend = _backend(store, "D", dec_wait_s=3.0)
-            here, coming = (uuid.uuid4(), os.urandom(32)), (uuid.uuid4(), os.urandom(32))
-            store.put_key(*here, peer=PEER)
-            backend.arrived(here[0])
-            started = time.monotonic()
-            task = asyncio.create_task(backend.dec_keys(nodelab.SLAVE, nodelab.MASTER, [here[0], coming[0]]))
-            await asyncio.sleep(0.2)
-            if task.done():  # it must wait for the second key
-                pytest.fail(f"dec_keys answered before the key arrived: {task.exception() or task.result()!r}")
-            store.put_key(*coming, peer=PEER)  # the node commits it, then tells the backend
-            backend.arrived(coming[0])
-            assert await asyncio.wait_for(task, 2) == [here, coming]
-            assert 0.2 <= time.monotonic() - started < 2.0
-            assert store.key_state(coming[0], peer=PEER) == "delivered"
-
-    asyncio.run(main())
+    asyncio.run(Ends(tmp_path).run(body))
 
 
-def test_a_key_that_never_arrives_is_unknown_after_dec_wait_s(tmp_path: Path) -> None:
-    async def main() -> None:
-        with NodeStore(tmp_path / "D.db") as store:
-            backend = _backend(store, "D", dec_wait_s=0.2)
-            stored = (uuid.uuid4(), os.urandom(32))
-            store.put_key(*stored, peer=PEER)
-            backend.arrived(stored[0])
-            never = uuid.uuid4()
-            started = time.monotonic()
-            with pytest.raises(Etsi014BadRequestError, match=rf"^key_ID {never} is unknown$"):
-                await backend.dec_keys(nodelab.SLAVE, nodelab.MASTER, [stored[0], never])
-            assert 0.19 <= time.monotonic() - started < 1.5
-            assert store.key_state(stored[0], peer=PEER) == "pending"  # all or nothing: not delivered
-            assert await backend.dec_keys(nodelab.SLAVE, nodelab.MASTER, [stored[0]]) == [stored]
+def test_enc_keys_beyond_the_store_is_503_with_retry_after_and_takes_nothing(tmp_path: Path) -> None:
+    from .test_node_keyflow import APP, Ends, full
 
-    asyncio.run(main())
+    async def body(ends: Ends) -> None:
+        await _until(lambda: full(ends))
+        at_s = FlowBackend(ends.s, "S", (APP,))
+        with pytest.raises(Etsi014UnavailableError) as info:
+            await at_s.enc_keys(nodelab.MASTER, nodelab.SLAVE, 9, 2048)  # 2304 bytes, 2048 confirmed
+        assert info.value.status == 503 and info.value.retry_after is not None and info.value.retry_after >= 1
+        assert (await at_s.status(nodelab.MASTER, nodelab.SLAVE)).stored_key_count == 2048 // 32
+
+    asyncio.run(Ends(tmp_path).run(body))
 
 
-def test_keys_stored_before_a_restart_are_found_at_once_and_delivered_once(tmp_path: Path) -> None:
-    async def main() -> None:
-        key = (uuid.uuid4(), os.urandom(64))
-        with NodeStore(tmp_path / "D.db") as store:
-            store.put_key(*key, peer=PEER)
-        with NodeStore(tmp_path / "D.db") as store:
-            backend = _backend(store, "D", dec_wait_s=4.0)  # knows nothing of the key: it is in the store
-            started = time.monotonic()
-            assert await backend.dec_keys(nodelab.SLAVE, nodelab.MASTER, [key[0]]) == [key]
-            with pytest.raises(Etsi014BadRequestError, match=rf"^key_ID {key[0]} was already delivered$"):
-                await backend.dec_keys(nodelab.SLAVE, nodelab.MASTER, [key[0]])
-            backend.arrived(key[0])  # even if the node reports it again
-            with pytest.raises(Etsi014BadRequestError, match="already delivered"):
-                await backend.dec_keys(nodelab.SLAVE, nodelab.MASTER, [key[0]])
-            assert time.monotonic() - started < 2.0  # never waited dec_wait_s
-
-    asyncio.run(main())
-
-
-def test_two_requests_waiting_for_one_key_get_it_once(tmp_path: Path) -> None:
-    async def main() -> None:
-        with NodeStore(tmp_path / "D.db") as store:
-            backend = _backend(store, "D", dec_wait_s=3.0)
-            key = (uuid.uuid4(), os.urandom(32))
-            first = asyncio.create_task(backend.dec_keys(nodelab.SLAVE, nodelab.MASTER, [key[0]]))
-            second = asyncio.create_task(backend.dec_keys(nodelab.SLAVE, nodelab.MASTER, [key[0]]))
-            await asyncio.sleep(0.1)
-            store.put_key(*key, peer=PEER)
-            backend.arrived(key[0])
-            results = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 2)
-            assert sorted(map(type, results), key=str) == sorted([list, Etsi014BadRequestError], key=str)
-            assert [key] in results
-
-    asyncio.run(main())
+async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
 
 
 # =======================================================================================

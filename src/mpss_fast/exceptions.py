@@ -247,9 +247,13 @@ class Etsi014UnauthorizedError(Etsi014Error):
 
 
 class Etsi014UnavailableError(Etsi014Error):
-    """503: not enough key is available now; retry later."""
+    """503: not enough key is available now; retry later (``retry_after`` seconds, sent as ``Retry-After``)."""
 
     default_status = 503
+
+    def __init__(self, message: str, status: int | None = None, *, retry_after: float | None = None) -> None:
+        super().__init__(message, status)
+        self.retry_after = retry_after
 
 
 class Etsi014ConnectionError(Etsi014Error):

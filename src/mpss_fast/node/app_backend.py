@@ -1,18 +1,17 @@
-"""The node's ETSI 014 backend toward its applications: keys made by MPSS, stored until collected.
+"""The node's ETSI 014 backend toward its applications: keys from the per-pair key stores of ``keyflow``.
 
-:class:`NodeKeyBackend` is a :class:`~mpss_fast.node.etsi014_backend.StoreBackend` that
-knows which end of each application pair lives at this node: ``enc_keys`` is served only
-to a master SAE whose node this is (the key is relayed to the slave's node), ``dec_keys``
-only to a slave SAE here. A ``dec_keys`` for a key still on its way waits for it, up to
-``dec_wait_s``, instead of answering "unknown" a millisecond too early.
+:class:`FlowBackend` serves the application pairs with an end at this node. ``enc_keys``
+(a master SAE here) hands out confirmed keys only, all or nothing, and answers only once
+the slave's node has committed them too: a 200 means the slave can collect every key in
+it. When the pair's ready material is short the answer is 503 with ``Retry-After``.
+``dec_keys`` (a slave SAE here) answers at once from the store, each key once ever.
+``stored_key_count`` is the number of default-size keys the pair's ready material holds,
+``max_key_count`` that of a full store.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Callable
 
 from ..exceptions import (
     Etsi014BadRequestError,
@@ -20,58 +19,38 @@ from ..exceptions import (
     Etsi014UnavailableError,
     KeyAlreadyDeliveredError,
     KeyNotFoundError,
-    KeyPoolExhaustedError,
+    ParameterError,
     StoreError,
 )
 from .config import AppPair
-from .etsi014 import KeyLimits, KeyList, KeyStatus, sae_pair
-from .etsi014_backend import StoreBackend
-from .store import NodeStore
-
-COMMITTED_MEMORY = 100_000
-"""Key IDs remembered as committed (so ``dec_keys`` need not ask the store); older ones are looked up."""
-
-MakeKey = Callable[[AppPair, int], tuple[uuid.UUID, bytes]]
+from .etsi014 import KeyLimits, KeyList, KeyStatus
+from .keyflow import FlowUnavailableError, KeyFlow
 
 
-class NodeKeyBackend(StoreBackend):
-    """ETSI 014 keys of the application pairs with an end at node ``node`` (see the module docstring)."""
+class FlowBackend:
+    """ETSI 014 over a :class:`KeyFlow` (see the module docstring); fits ``etsi014_backend.KeyBackend``."""
 
     def __init__(
-        self,
-        store: NodeStore,
-        node: str,
-        pairs: tuple[AppPair, ...],
-        make_key: MakeKey,
-        *,
-        dec_wait_s: float,
-        limits: KeyLimits | None = None,
-        record_issued: Callable[[str, list[uuid.UUID]], None] | None = None,
+        self, flow: KeyFlow, node: str, pairs: tuple[AppPair, ...], *, limits: KeyLimits | None = None
     ) -> None:
+        self.flow = flow
         self.node = node
-        self.record_issued = record_issued
         self.app_pairs = {(p.master, p.slave): p for p in pairs}
-        self.make_key = make_key
-        self.dec_wait_s = dec_wait_s
-        self._arrivals: dict[uuid.UUID, asyncio.Event] = {}
-        self._takes: list[tuple[list[uuid.UUID], str, asyncio.Future[list[bytes] | StoreError]]] = []
-        self._taker: asyncio.Task[None] | None = None
-        self._committed: dict[uuid.UUID, None] = {}  # committed since start, not yet asked for (insertion order)
-        super().__init__(
-            store,
-            self._factory,
-            kme_id=node,
-            pairs={(p.master, p.slave): (p.slave_node if p.master_node == node else p.master_node) for p in pairs},
-            limits=limits,
+        base = limits if limits is not None else KeyLimits()
+        self.limits = KeyLimits(
+            key_size=base.key_size,
+            min_key_size=base.min_key_size,
+            max_key_size=base.max_key_size,
+            max_key_per_request=base.max_key_per_request,
+            max_key_count=flow.max_count(base.key_size // 8),
         )
+        self._saes = {sae for p in pairs for sae in (p.master, p.slave)}
 
-    async def _record_issued(self, peer: str, key_ids: list[uuid.UUID]) -> None:
-        # The node records issued IDs in its group commit, off the request's path: the record is
-        # bookkeeping (the key's shares have already left), so enc_keys need not wait for a flush.
-        if self.record_issued is None:
-            await super()._record_issued(peer, key_ids)
-        else:
-            self.record_issued(peer, key_ids)
+    def __repr__(self) -> str:
+        return f"FlowBackend(node={self.node!r}, pairs={len(self.app_pairs)})"
+
+    def is_known_sae(self, sae_id: str) -> bool:
+        return sae_id in self._saes
 
     def _pair(self, master: str, slave: str, side: str) -> AppPair:
         pair = self.app_pairs.get((master, slave))
@@ -82,91 +61,34 @@ class NodeKeyBackend(StoreBackend):
             raise Etsi014UnauthorizedError(f"SAE {master if side == 'master' else slave} is not at node {self.node}")
         return pair
 
-    def _factory(self, master: str, slave: str, size_bits: int) -> tuple[uuid.UUID, bytes]:
-        try:
-            return self.make_key(self._pair(master, slave, "master"), size_bits)
-        except KeyPoolExhaustedError as exc:
-            raise Etsi014UnavailableError(f"not enough link key to relay a key to SAE {slave} now ({exc})") from None
-
     async def status(self, master: str, slave: str) -> KeyStatus:
-        self._pair(master, slave, "master")
-        return await super().status(master, slave)
+        pair = self._pair(master, slave, "master")
+        return KeyStatus.build(
+            self.limits,
+            source_kme=pair.master_node,
+            target_kme=pair.slave_node,
+            master=master,
+            slave=slave,
+            stored=self.flow.ready_count((master, slave), self.limits.key_size // 8),
+        )
 
     async def enc_keys(self, master: str, slave: str, number: int, size_bits: int) -> KeyList:
         self._pair(master, slave, "master")
-        return await super().enc_keys(master, slave, number, size_bits)
+        try:
+            return await self.flow.issue((master, slave), [size_bits // 8] * number)
+        except FlowUnavailableError as exc:
+            raise Etsi014UnavailableError(str(exc), retry_after=exc.retry_after) from None
+        except StoreError as exc:
+            raise Etsi014UnavailableError(f"the key store cannot issue keys now: {exc}", retry_after=1.0) from None
 
     async def dec_keys(self, slave: str, master: str, key_ids: list[uuid.UUID]) -> KeyList:
         self._pair(master, slave, "slave")
-        peer = sae_pair(master, slave)
-        missing = [kid for kid in key_ids if kid not in self._committed]
-        if missing:  # keys from before a restart, or not here yet: ask the store once, off the event loop
-            states = await asyncio.to_thread(lambda: [self.store.key_state(kid, peer=peer) for kid in missing])
-            missing = [kid for kid, state in zip(missing, states, strict=True) if state is None]
-        deadline = time.monotonic() + self.dec_wait_s
-        for kid in missing:
-            while kid not in self._committed:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break  # the store backend answers 400 "unknown"
-                event = self._arrivals.setdefault(kid, asyncio.Event())
-                try:
-                    await asyncio.wait_for(event.wait(), left)
-                except TimeoutError:  # asyncio.TimeoutError since Python 3.11
-                    break
-                finally:
-                    if self._arrivals.get(kid) is event:
-                        del self._arrivals[kid]
         try:
-            return await self._take(peer, key_ids)
-        finally:
-            for kid in key_ids:
-                self._committed.pop(kid, None)
-
-    async def _take(self, peer: str, key_ids: list[uuid.UUID]) -> KeyList:
-        """Deliver ``key_ids`` (all or none), committed together with the other requests waiting now:
-        one transaction for all of them, so concurrent ``dec_keys`` do not queue behind each other's fsync."""
-        if len(set(key_ids)) != len(key_ids):
-            raise Etsi014BadRequestError("the same key_ID is asked for twice")
-        done: asyncio.Future[list[bytes] | StoreError] = asyncio.get_running_loop().create_future()
-        self._takes.append((key_ids, peer, done))
-        if self._taker is None or self._taker.done():
-            self._taker = asyncio.create_task(self._take_waiting())
-        result = await done
-        if isinstance(result, KeyAlreadyDeliveredError):
-            raise Etsi014BadRequestError(f"key_ID {result.key_id} was already delivered")
-        if isinstance(result, KeyNotFoundError):
-            raise Etsi014BadRequestError(f"key_ID {result.key_id} is unknown")
-        if isinstance(result, StoreError):
-            raise result
-        return list(zip(key_ids, result, strict=True))
-
-    async def _take_waiting(self) -> None:
-        while self._takes:
-            batch, self._takes = self._takes, []
-            results: list[list[bytes] | StoreError]
-            try:
-                results = list(
-                    await asyncio.to_thread(self.store.take_keys_many, [(ids, peer) for ids, peer, _ in batch])
-                )
-            except StoreError as exc:  # nothing of the batch was delivered
-                results = [exc] * len(batch)
-            for (_, _, done), result in zip(batch, results, strict=True):
-                if not done.done():
-                    done.set_result(result)
-
-    def arrived(self, key_id: uuid.UUID) -> None:
-        """Note that ``key_id`` is committed, and wake a ``dec_keys`` waiting for it."""
-        self._committed[key_id] = None
-        while len(self._committed) > COMMITTED_MEMORY:  # keys nobody collects: forget the oldest (the store has them)
-            self._committed.pop(next(iter(self._committed)))
-        event = self._arrivals.get(key_id)
-        if event is not None:
-            event.set()
-
-    def pair_from(self, source_node: str) -> AppPair | None:
-        """The pair whose master is at ``source_node`` and slave here."""
-        for pair in self.app_pairs.values():
-            if pair.master_node == source_node and pair.slave_node == self.node:
-                return pair
-        return None
+            keys = await self.flow.take((master, slave), key_ids)
+        except KeyAlreadyDeliveredError as exc:
+            raise Etsi014BadRequestError(f"key_ID {exc.key_id} was already delivered") from None
+        except KeyNotFoundError as exc:
+            raise Etsi014BadRequestError(f"key_ID {exc.key_id} is unknown") from None
+        except ParameterError as exc:
+            raise Etsi014BadRequestError(str(exc)) from None
+        return list(zip(key_ids, keys, strict=True))

@@ -76,6 +76,28 @@ class AppPair:
     slave: str
     master_node: str
     slave_node: str
+    peer_url: str = ""
+    """The peer API of the pair's other node (``keyflow``: proofs and ledger records travel there)."""
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """How the per-pair key stores are filled (``stores`` in the configuration; ``keyflow``)."""
+
+    unit_bytes: int = 1024
+    """Bytes of one relayed number (one unit of key material)."""
+    depth_bytes: int = 1 << 20
+    """Ready material kept per pair (ETSI ``max_key_count`` is this over the default key size)."""
+    window: int = 64
+    """Units in flight (sent, not yet confirmed) per pair."""
+    pending_s: float = 5.0
+    """A unit not confirmed within this is wiped at both ends."""
+
+
+MIN_UNIT_BYTES, MAX_UNIT_BYTES = 32, 4096
+"""A unit is one share payload: at most 4 KiB keeps every packet under a 9000-byte MTU (1024, the default,
+under 1500)."""
+MAX_DEPTH_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -104,7 +126,7 @@ class NodeConfig:
     low_water_bytes: int = 262144
     refill_interval_s: float = 0.05
     collect_s: float = 0.25
-    dec_wait_s: float = 2.0
+    stores: StoreSettings = StoreSettings()
     tamper: bool = False
     udp_rcvbuf_bytes: int = DEFAULT_UDP_RCVBUF_BYTES
     """The receive buffer the UDP share socket asks for (transport ``udp``)."""
@@ -129,7 +151,7 @@ class NodeConfig:
 
 _TOP = {
     "node", "db", "topology", "k", "n", "transport", "tun", "udp", "udp_rcvbuf_bytes", "links", "tls", "plain_http",
-    "peer", "api", "keys", "destination", "testing",
+    "peer", "api", "keys", "stores", "destination", "testing",
 }  # fmt: skip
 _REQUIRED = ("node", "db", "topology", "k", "n", "links", "peer")
 
@@ -255,6 +277,19 @@ def _check_paths(topology: Topology, pair: AppPair, where: str, k: int, n: int) 
         )
 
 
+def _stores(section: Any) -> StoreSettings:
+    table = _keys(section, "stores", {"unit_bytes", "depth_bytes", "window", "pending_s"})
+    default = StoreSettings()
+    unit = _int(table.get("unit_bytes", default.unit_bytes), "stores.unit_bytes", MIN_UNIT_BYTES, MAX_UNIT_BYTES)
+    depth = _int(table.get("depth_bytes", default.depth_bytes), "stores.depth_bytes", unit, MAX_DEPTH_BYTES)
+    return StoreSettings(
+        unit_bytes=unit,
+        depth_bytes=depth,
+        window=_int(table.get("window", default.window), "stores.window", 1, 4096),
+        pending_s=_seconds(table.get("pending_s", default.pending_s), "stores.pending_s"),
+    )
+
+
 def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
     """A :class:`NodeConfig` from parsed JSON/TOML data; relative paths are taken from ``base``."""
     cfg = _keys(data, "config", _TOP, _REQUIRED)
@@ -351,11 +386,21 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
         section = _keys(
             entry,
             where,
-            {"master", "slave", "master_node", "slave_node"},
-            ("master", "slave", "master_node", "slave_node"),
+            {"master", "slave", "master_node", "slave_node", "peer_url"},
+            ("master", "slave", "master_node", "slave_node", "peer_url"),
         )
-        pair = AppPair(*(_sae(section[name], f"{where}.{name}") for name in ("master", "slave")),
-                       *(_str(section[name], f"{where}.{name}") for name in ("master_node", "slave_node")))  # fmt: skip
+        peer_url = _str(section["peer_url"], f"{where}.peer_url")
+        scheme = "http://" if tls is None else "https://"
+        if not peer_url.startswith(scheme):
+            why = "plain_http is set" if tls is None else "TLS is configured"
+            raise NodeConfigError(f"{where}.peer_url must start with {scheme} ({why}), not {peer_url!r}")
+        pair = AppPair(
+            master=_sae(section["master"], f"{where}.master"),
+            slave=_sae(section["slave"], f"{where}.slave"),
+            master_node=_str(section["master_node"], f"{where}.master_node"),
+            slave_node=_str(section["slave_node"], f"{where}.slave_node"),
+            peer_url=peer_url,
+        )
         named = f"{where} ({_pair_name(pair)})"
         for end in (pair.master_node, pair.slave_node):
             if end not in topology.nodes:
@@ -380,7 +425,12 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
     keys = _keys(
         cfg.get("keys", {}), "keys", {"lease_bytes", "batch", "key_bits", "low_water_bytes", "refill_interval_s"}
     )
-    dest = _keys(cfg.get("destination", {}), "destination", {"collect_s", "dec_wait_s"})
+    if isinstance(cfg.get("destination"), dict) and "dec_wait_s" in cfg["destination"]:
+        raise NodeConfigError(
+            "destination.dec_wait_s is gone: dec_keys answers at once from the pair's key store (see stores)"
+        )
+    dest = _keys(cfg.get("destination", {}), "destination", {"collect_s"})
+    stores = _stores(cfg.get("stores", {}))
     testing = _keys(cfg.get("testing", {}), "testing", {"tamper"})
     tamper = testing.get("tamper", False)
     if type(tamper) is not bool:
@@ -409,7 +459,7 @@ def parse_config(data: Any, *, base: Path = Path()) -> NodeConfig:
         low_water_bytes=_int(keys.get("low_water_bytes", 262144), "keys.low_water_bytes", 1),
         refill_interval_s=_seconds(keys.get("refill_interval_s", 0.05), "keys.refill_interval_s"),
         collect_s=_seconds(dest.get("collect_s", 0.25), "destination.collect_s"),
-        dec_wait_s=_seconds(dest.get("dec_wait_s", 2.0), "destination.dec_wait_s"),
+        stores=stores,
         tamper=tamper,
         udp_rcvbuf_bytes=udp_rcvbuf,
     )

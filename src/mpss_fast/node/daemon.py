@@ -2,13 +2,16 @@
 
 :class:`Node` wires the parts together (``docs/node.md``):
 
-* the store (``NodeStore``): link key streams, consumed positions, keys until delivered;
+* the stores: ``NodeStore`` (link key streams, consumed positions) and the key store
+  (``KeyStore``: per application pair, confirmed key material and the key ledger);
 * link keys: per neighbour, a :class:`~mpss_fast.node.linkkeys.LinkKeyFeeder` for the
   outgoing direction (ETSI 014 ``enc_keys`` at the link's KME) and a receiver for the
   incoming one (``dec_keys``), synchronised over the peer API;
 * shares (:class:`~mpss_fast.node.shares.ShareNode`) over the transport (tun on real SRv6,
   or UDP);
-* the ETSI 014 server toward applications (:class:`NodeKeyBackend`).
+* the key flow (:class:`~mpss_fast.node.keyflow.KeyFlow`): the key stores filled ahead of
+  demand and confirmed end to end, over the peer API to each pair's other node;
+* the ETSI 014 server toward applications (:class:`FlowBackend`), on the key stores.
 
 Log lines go to the ``mpss_fast.node`` logger; they carry key IDs, never key bytes.
 """
@@ -25,13 +28,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Any, NamedTuple
 
-from ..exceptions import DuplicateKeyError, Etsi014Error, KeyPoolExhaustedError, NodeError, StoreError
-from .app_backend import NodeKeyBackend
+from ..exceptions import Etsi014Error, KeyPoolExhaustedError, NodeError
+from .app_backend import FlowBackend
 from .config import NodeConfig
-from .etsi014 import sae_pair
 from .etsi014_client import Etsi014Client, ssl_client_context
 from .etsi014_server import RunningServer, make_app, ssl_server_context, start_server
 from .identity import check_separate_cas
+from .keyflow import KeyFlow
+from .keystore import KeyStore, keystore_path
 from .linkkeys import LinkKeyFeeder, LinkKeyReceiver, link_name
 from .peer_api import PeerClient, make_peer_app
 from .shares import ShareNode
@@ -45,15 +49,13 @@ log = logging.getLogger("mpss_fast.node")
 RESUME_RETRY_S = 0.2
 """Seconds between tries to tell a neighbour where this node resumed its incoming stream."""
 
-COMMIT_RETRY_S = 0.5
-"""Seconds before a failed key commit (a full disk, say) is tried again; the keys wait in memory."""
-
 EXPIRE_INTERVAL_S = 0.02
-TOMBSTONE_KEEP_S = 86400.0
-"""How long the record that a key was delivered is kept (a repeated dec_keys for it says "already delivered");
-after that it is dropped, so the store does not grow with every key ever delivered."""
-TOMBSTONE_TRIM_INTERVAL_S = 60.0
 """How often sessions past their collection time are delivered or reported."""
+LEDGER_KEEP_S = 86400.0
+"""How long the key store keeps the ledger rows of keys handed out (a repeated dec_keys for one says
+"already delivered") and the IDs of units gone; after that they are dropped, so the store does not grow
+with every key ever delivered."""
+LEDGER_TRIM_INTERVAL_S = 60.0
 
 RESTART_DELAY_S = 0.5
 """A crashed background task is restarted after this long, doubled per crash in a row (``supervisor``)."""
@@ -85,13 +87,16 @@ class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.store: NodeStore | None = None
+        self.keystore: KeyStore | None = None
         self.shares: ShareNode | None = None
-        self.backend: NodeKeyBackend | None = None
+        self.flow: KeyFlow | None = None
+        self.backend: FlowBackend | None = None
         self.transport: Transport | None = None
         self.feeders: dict[str, LinkKeyFeeder] = {}
         self.receivers: dict[str, LinkKeyReceiver] = {}
         self._kmes: list[Etsi014Client] = []
-        self._peers: list[PeerClient] = []
+        self._peers: list[PeerClient] = []  # one per link, in the order of config.links
+        self._pair_peers: list[PeerClient] = []  # one per other end of an application pair
         self._servers: list[RunningServer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.supervisor = Supervisor(
@@ -100,9 +105,6 @@ class Node:
             max_crashes=TASK_MAX_CRASHES,
             healthy_s=TASK_HEALTHY_S,
         )
-        self._incoming: list[tuple[uuid.UUID, bytes, str]] = []  # rebuilt keys waiting for their commit
-        self._issued: list[tuple[str, list[uuid.UUID]]] = []  # issued key IDs waiting for their commit
-        self._incoming_ready = asyncio.Event()
         self.api_port: int | None = None
         self.peer_port: int | None = None
 
@@ -114,19 +116,29 @@ class Node:
         try:
             self.store = NodeStore(cfg.db, lease_bytes=cfg.lease_bytes)
             self.transport = self._transport()
-            self.shares = ShareNode(cfg, self.store, self.transport.send, self._store_key)
+            self.shares = ShareNode(cfg, self.store, self.transport.send, self._arrived)
+            tls = self._tls_contexts()  # certificate files read once, one context per role
             if cfg.pairs:
-                self.backend = NodeKeyBackend(
-                    self.store,
+                self.keystore = await asyncio.to_thread(KeyStore, keystore_path(cfg.db))
+                channels: dict[str, PeerClient] = {}
+                for pair in cfg.pairs:
+                    other = pair.slave_node if pair.master_node == cfg.node else pair.master_node
+                    if other not in channels:
+                        channels[other] = PeerClient(pair.peer_url, cfg.node, ssl_context=tls.peer_client)
+                        self._pair_peers.append(channels[other])
+                self.flow = KeyFlow(
                     cfg.node,
                     cfg.pairs,
+                    self.keystore,
+                    channels,
                     self.shares.make_key,
-                    dec_wait_s=cfg.dec_wait_s,
-                    record_issued=self._queue_issued,
+                    settings=cfg.stores,
+                    paths_of=self.shares.path_nodes,
                 )
+                await self.flow.load()
+                self.backend = FlowBackend(self.flow, cfg.node, cfg.pairs)
             await self.transport.start(self.shares.on_packet)
             receivers = self.receivers
-            tls = self._tls_contexts()  # certificate files read once, one context per role
             for link in cfg.links:
                 kme = Etsi014Client(link.kme_url, ssl_context=tls.kme_client, sae_id=self._dev_id(link.sae_id))
                 self._kmes.append(kme)
@@ -147,7 +159,7 @@ class Node:
                     interval=cfg.refill_interval_s,
                 )
             peer_app = make_peer_app(
-                receivers, self.stats, self._skip, plain_http=cfg.plain_http, operators=cfg.operators
+                receivers, self.stats, self._skip, plain_http=cfg.plain_http, operators=cfg.operators, flow=self.flow
             )
             peer_server = await start_server(peer_app, *cfg.peer_listen, ssl_context=tls.peer_server)
             self._servers.append(peer_server)
@@ -162,7 +174,9 @@ class Node:
                 self._tasks.append(self.supervisor.spawn(f"link key {feeder.link}", feeder.run))
             self._tasks.append(self.supervisor.spawn("resume links", self._resume_all))
             self._tasks.append(self.supervisor.spawn("expire sessions", self._expire))
-            self._tasks.append(self.supervisor.spawn("commit keys", self._commit_keys))
+            if self.flow is not None:
+                for name, work in self.flow.tasks():
+                    self._tasks.append(self.supervisor.spawn(name, work))
         except BaseException:
             await self.close()
             raise
@@ -203,21 +217,24 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        if self.store is not None:
-            with contextlib.suppress(Exception):
-                await self._flush_keys()
+        if self.flow is not None:
+            self.flow.close()  # units in flight are wiped: never handed out
         for server in self._servers:
             await server.close()
         self._servers.clear()
         for kme in self._kmes:
             await kme.close()
-        for peer in self._peers:
+        for peer in (*self._peers, *self._pair_peers):
             await peer.close()
         self._kmes.clear()
         self._peers.clear()
+        self._pair_peers.clear()
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+        if self.keystore is not None:
+            self.keystore.close()
+            self.keystore = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -265,88 +282,19 @@ class Node:
             await asyncio.sleep(EXPIRE_INTERVAL_S)
             if self.shares is not None:
                 self.shares.expire()
-            if self.store is not None and time.monotonic() - trimmed >= TOMBSTONE_TRIM_INTERVAL_S:
+            if self.keystore is not None and time.monotonic() - trimmed >= LEDGER_TRIM_INTERVAL_S:
                 trimmed = time.monotonic()
-                await asyncio.to_thread(self.store.forget_delivered, time.time() - TOMBSTONE_KEEP_S)
+                await asyncio.to_thread(self.keystore.forget, time.time() - LEDGER_KEEP_S)
 
-    def _store_key(self, key_id: uuid.UUID, key: bytes, source: str) -> None:
-        """A key rebuilt here: queue it for the next group commit (``dec_keys`` sees it once committed)."""
-        pair = self.backend.pair_from(source) if self.backend is not None else None
-        if pair is None:
+    def _arrived(self, unit_id: uuid.UUID, material: bytes, source: str) -> None:
+        """A number rebuilt here: a unit of the pair it came for (its proof goes to the source node)."""
+        if self.flow is None or not self.flow.arrived(unit_id, material, source):
             log.warning(
-                "node %s: key %s from node %s: no application pair for it here; dropped",
+                "node %s: unit %s from node %s: no application pair for it here; dropped",
                 self.config.node,
-                key_id,
+                unit_id,
                 source,
             )
-            return
-        self._incoming.append((key_id, key, sae_pair(pair.master, pair.slave)))
-        self._incoming_ready.set()
-
-    async def _commit_keys(self) -> None:
-        """Commit rebuilt keys and issued key IDs in groups: one transaction (one fsync) per peer for all
-        that came meanwhile."""
-        if self._incoming or self._issued:  # restarted after a crash: what waits is committed first
-            self._incoming_ready.set()
-        while True:
-            await self._incoming_ready.wait()
-            self._incoming_ready.clear()
-            try:
-                await self._flush_keys()
-            except StoreError as exc:  # e.g. a full disk: keep what waits, say so, try again
-                log.error("node %s: cannot commit keys (%s); retrying in %.1f s", self.config.node, exc, COMMIT_RETRY_S)
-                self._incoming_ready.set()
-                await asyncio.sleep(COMMIT_RETRY_S)
-
-    def _queue_issued(self, peer: str, key_ids: list[uuid.UUID]) -> None:
-        self._issued.append((peer, key_ids))
-        self._incoming_ready.set()
-
-    async def _flush_keys(self) -> None:
-        """Commit what waits, one transaction per peer; on a store error everything not yet committed
-        goes back to the front of its queue and the error is raised."""
-        while self._issued and self.store is not None:
-            issued, self._issued = self._issued, []
-            ids_by_peer: dict[str, list[uuid.UUID]] = {}
-            for peer, ids in issued:
-                ids_by_peer.setdefault(peer, []).extend(ids)
-            groups = list(ids_by_peer.items())
-            while groups:
-                peer, ids = groups[0]
-                try:
-                    await asyncio.to_thread(self.store.issue_keys, ids, peer=peer)
-                except StoreError:
-                    self._issued[:0] = groups
-                    raise
-                groups.pop(0)
-        while self._incoming and self.store is not None:
-            batch, self._incoming = self._incoming, []
-            by_peer: dict[str, list[tuple[uuid.UUID, bytes]]] = {}
-            for key_id, key, peer in batch:
-                by_peer.setdefault(peer, []).append((key_id, key))
-            pending = list(by_peer.items())
-            while pending:
-                peer, items = pending[0]
-                try:
-                    await self._put(peer, items)
-                except StoreError:
-                    self._incoming[:0] = [(key_id, key, p) for p, group in pending for key_id, key in group]
-                    raise
-                pending.pop(0)
-                if self.backend is not None:
-                    for key_id, _ in items:
-                        self.backend.arrived(key_id)
-
-    async def _put(self, peer: str, items: list[tuple[uuid.UUID, bytes]]) -> None:
-        assert self.store is not None
-        try:
-            await asyncio.to_thread(self.store.put_keys, items, peer=peer)
-        except DuplicateKeyError:  # a repeat among them: store the others one by one
-            for key_id, key in items:
-                try:
-                    await asyncio.to_thread(self.store.put_key, key_id, key, peer=peer)
-                except DuplicateKeyError:
-                    log.warning("node %s: key %s arrived twice; the first is kept", self.config.node, key_id)
 
     def stats(self) -> dict[str, Any]:
         """Counters: shares, keys, drops (the share logic's and the transport's, by reason), tamper reports,
@@ -383,6 +331,7 @@ class Node:
         return {
             "node": self.config.node,
             **shares,
+            "keyflow": self.flow.snapshot() if self.flow is not None else {},
             "links": links,
             "refill": feeders,
             "incoming": incoming,

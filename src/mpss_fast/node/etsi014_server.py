@@ -14,6 +14,7 @@ then a caller without a certificate names itself in the ``X-SAE-ID`` header (any
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 from dataclasses import dataclass
 from os import PathLike
@@ -62,7 +63,11 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         response: web.StreamResponse = await handler(request)
         return response
     except Etsi014Error as exc:
-        return _error(exc.status or 500, exc.message)
+        response = _error(exc.status or 500, exc.message)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        return response
     except web.HTTPException as exc:
         if exc.status >= 400:
             return _error(exc.status, exc.reason)

@@ -42,7 +42,7 @@ from typing import Protocol
 
 from ..exceptions import KeyPoolExhaustedError, MpssError, StoreError
 from ..relay.pool import wipe
-from .config import AppPair
+from .config import AppPair, StoreSettings
 from .confirm import proof, verify
 from .keystore import KeyStore, NotEnoughKeyError, Range
 
@@ -60,20 +60,6 @@ RETRY_S = 0.2
 
 Pair = tuple[str, str]
 """(master SAE, slave SAE): the key store's name for an application pair."""
-
-
-@dataclass(frozen=True)
-class FlowSettings:
-    """How the stores are filled (``stores`` in the node configuration)."""
-
-    unit_bytes: int = 1024
-    """Bytes of one relayed number (one unit of key material)."""
-    depth_bytes: int = 1 << 20
-    """Ready material kept per pair (ETSI ``max_key_count`` is this over the default key size)."""
-    window: int = 64
-    """Units in flight (sent, not yet confirmed) per pair."""
-    pending_s: float = 5.0
-    """A unit not confirmed within this is wiped at both ends."""
 
 
 class PairChannel(Protocol):
@@ -102,8 +88,16 @@ class FlowUnavailableError(MpssError):
         self.retry_after = retry_after
 
 
-class PushError(MpssError):
-    """A push of ledger records that D did not confirm."""
+class UnitMissingError(MpssError):
+    """D refused S's records because a unit they name is not ready there (a commit D lost): ``unit_id`` (hex)."""
+
+    def __init__(self, message: str, unit_id: str) -> None:
+        super().__init__(message)
+        self.unit_id = unit_id
+
+
+CONFIRMED_MEMORY = 65536
+"""Unit IDs S remembers as confirmed, so that a proof D sends again (S's answer was lost) is answered ready."""
 
 
 @dataclass
@@ -133,6 +127,9 @@ class FlowStats:
     keys_refused: int = 0
     keys_burnt: int = 0
     """Keys carved at S whose push D did not confirm: never handed out, lost."""
+    units_missing_at_d: int = 0
+    """Units S held ready that D had lost (a failed commit there): dropped at S."""
+    commit_failures: int = 0
     records_applied: int = 0
     mismatch_reports: list[dict[str, object]] = field(default_factory=list)
 
@@ -154,7 +151,7 @@ class KeyFlow:
         channels: Mapping[str, PairChannel],
         make_unit: MakeUnit,
         *,
-        settings: FlowSettings = FlowSettings(),
+        settings: StoreSettings | None = None,
         paths_of: PathsOf | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -162,7 +159,7 @@ class KeyFlow:
         self.store = store
         self.channels = channels
         self.make_unit = make_unit
-        self.settings = settings
+        self.settings = settings if settings is not None else StoreSettings()
         self.paths_of = paths_of
         self.clock = clock
         self.stats = FlowStats()
@@ -178,6 +175,8 @@ class KeyFlow:
         self._void: dict[Pair, list[tuple[uuid.UUID, tuple[Range, ...]]]] = {pair: [] for pair in self.sources}
         self._proofs: list[uuid.UUID] = []
         self._proofs_ready = asyncio.Event()
+        self._confirmed: dict[uuid.UUID, Pair] = {}  # S: recently confirmed units (insertion order)
+        self._uncommitted: list[tuple[uuid.UUID, _Unit]] = []  # D: ready at S, not yet committed here
 
     # -- set-up and background tasks --------------------------------------------------------
 
@@ -266,7 +265,8 @@ class KeyFlow:
         for unit_id, claimed in proofs:
             unit = self._pending.get(unit_id)
             if unit is None or unit.pair != app:
-                verdicts.append(UNKNOWN)
+                # D asks again when S's answer was lost: a unit confirmed already is still ready
+                verdicts.append(READY if self._confirmed.get(unit_id) == pair else UNKNOWN)
                 continue
             del self._pending[unit_id]  # still counted in flight until counted ready: refill must not overshoot
             if verify(unit.material, unit_id, app.master_node, app.slave_node, claimed):
@@ -286,6 +286,10 @@ class KeyFlow:
             else:
                 self._ready[pair] = self._ready.get(pair, 0) + sum(len(u.material) for _, u in good)
                 self.stats.units_confirmed += len(good)
+                for uid, _ in good:
+                    self._confirmed[uid] = pair
+                while len(self._confirmed) > CONFIRMED_MEMORY:
+                    self._confirmed.pop(next(iter(self._confirmed)))
             finally:
                 for _, unit in good:
                     wipe(unit.material)
@@ -387,6 +391,8 @@ class KeyFlow:
             # D's ledger must still move past their bytes: the next push carries them as void
             void.extend((k.key_id, k.ranges) for k in keys)
             self.stats.keys_burnt += len(keys)
+            if isinstance(exc, UnitMissingError):
+                await self._drop_unit(pair, exc.unit_id)
             log.warning(
                 "node %s: %d keys for %s->%s burnt: node %s did not confirm them (%s)",
                 self.node, len(keys), *pair, app.slave_node, exc,
@@ -401,6 +407,24 @@ class KeyFlow:
             at += len(request.sizes)
             if not request.done.done():
                 request.done.set_result([(k.key_id, k.key) for k in part])
+
+    async def _drop_unit(self, pair: Pair, unit_hex: str) -> None:
+        """S: D lacks a unit S holds ready (a commit D lost): carve nothing more from it."""
+        try:
+            unit_id = bytes.fromhex(unit_hex)
+            size = await asyncio.to_thread(self._unit_left, pair, unit_id)
+        except (ValueError, StoreError) as exc:
+            log.error("node %s: cannot drop unit %s of %s->%s: %s", self.node, unit_hex, *pair, exc)
+            return
+        self._ready[pair] = max(0, self._ready.get(pair, 0) - size)
+        self.stats.units_missing_at_d += 1
+        log.warning("node %s: unit %s of %s->%s is missing at %s: dropped here too", self.node, unit_hex, *pair,
+                    self.sources[pair].slave_node)  # fmt: skip
+
+    def _unit_left(self, pair: Pair, unit_id: bytes) -> int:
+        before = self.store.ready_bytes(pair)
+        self.store.discard(unit_id, "missing-at-d")
+        return before - self.store.ready_bytes(pair)
 
     # -- D: arrivals and proofs --------------------------------------------------------------
 
@@ -419,6 +443,12 @@ class KeyFlow:
             await self._proofs_ready.wait()
             self._proofs_ready.clear()
             waiting, self._proofs = self._proofs, []
+            retry, self._uncommitted = self._uncommitted, []
+            committed = True
+            for app in {u.pair for _, u in retry}:
+                committed &= await self._commit_ready(
+                    (app.master, app.slave), [(i, u) for i, u in retry if u.pair == app]
+                )
             by_pair: dict[AppPair, list[uuid.UUID]] = {}
             for unit_id in waiting:
                 unit = self._pending.get(unit_id)
@@ -431,7 +461,7 @@ class KeyFlow:
                     for i in range(0, len(ids), PROOF_BATCH)
                 )
             )
-            if any(not ok for ok in results):
+            if not committed or any(not ok for ok in results):
                 await asyncio.sleep(RETRY_S)
 
     async def _prove(self, app: AppPair, ids: list[uuid.UUID]) -> bool:
@@ -457,20 +487,34 @@ class KeyFlow:
         await self._commit_ready(pair, ready)
         return True
 
-    async def _commit_ready(self, pair: Pair, units: list[tuple[uuid.UUID, _Unit]]) -> None:
-        """D: commit units S called ready (or a record showed ready), then wipe the copies in memory."""
+    async def _commit_ready(self, pair: Pair, units: list[tuple[uuid.UUID, _Unit]]) -> bool:
+        """D: commit units S called ready (or a record showed ready), then wipe the copies in memory.
+
+        When the store cannot commit them they stay in memory, out of expiry's reach, and are
+        tried again with the next proofs (S holds them ready, so D must not lose them); False then.
+        """
         units = [(uid, u) for uid, u in units if self._pending.get(uid) is u]
         if not units:
-            return
+            return True
         try:
             added = await asyncio.to_thread(self.store.add_ready, pair, [(uid, bytes(u.material)) for uid, u in units])
-        finally:
-            for uid, u in units:
-                if self._pending.get(uid) is u:
-                    del self._pending[uid]
-                wipe(u.material)
-        self._ready[pair] = self._ready.get(pair, 0) + sum(len(u.material) for _, u in units)
+        except StoreError as exc:
+            self.stats.commit_failures += 1
+            log.error(
+                "node %s: cannot commit %d ready units of %s->%s (%s); retrying", self.node, len(units), *pair, exc
+            )
+            for _, u in units:
+                u.created = float("inf")  # confirmed at S: never expires here
+            self._uncommitted.extend(units)
+            self._proofs_ready.set()
+            return False
+        for uid, u in units:
+            if self._pending.get(uid) is u:
+                del self._pending[uid]
+            self._ready[pair] = self._ready.get(pair, 0) + len(u.material)
+            wipe(u.material)
         self.stats.units_confirmed += added
+        return True
 
     async def on_push(
         self,
@@ -494,15 +538,11 @@ class KeyFlow:
             return 0
         named = {r.unit_id for _, ranges in ordered for r in ranges}
         promote = [(uid, u) for uid, u in self._pending.items() if uid.bytes in named and u.pair == app]
-        await self._commit_ready(pair, promote)
-        applied: int = await asyncio.to_thread(self.store.apply_issues, pair, ordered)
+        if not await self._commit_ready(pair, promote):
+            raise StoreError("cannot commit the units the records name now")
         if void:
-            states = [await asyncio.to_thread(self.store.key_state, pair, kid) for kid, _ in void]
-            collectable = [kid for (kid, _), state in zip(void, states, strict=True) if state == "collectable"]
-            if collectable:
-                wipe_keys = await asyncio.to_thread(self.store.take, pair, collectable)
-                for key in wipe_keys:
-                    wipe(bytearray(key))
+            await asyncio.to_thread(self.store.apply_void, pair, list(void))
+        applied = await asyncio.to_thread(self.store.apply_issues, pair, list(records)) if records else 0
         self._ready[pair] = max(0, self._ready.get(pair, 0) - sum(r.length for _, rs in ordered for r in rs))
         self.stats.records_applied += applied
         return applied
@@ -554,4 +594,4 @@ def _bind(fn: Callable[[Pair], Awaitable[None]], pair: Pair) -> Callable[[], Awa
     return lambda: fn(pair)
 
 
-__all__ = ["FlowSettings", "FlowStats", "FlowUnavailableError", "KeyFlow", "PairChannel", "PushError"]
+__all__ = ["FlowStats", "FlowUnavailableError", "KeyFlow", "PairChannel", "UnitMissingError"]

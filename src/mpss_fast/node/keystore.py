@@ -825,6 +825,55 @@ class KeyStore:
         result: int = self._write(f"applying {len(checked)} record(s) for {master}->{slave}", body)
         return result
 
+    def apply_void(self, pair: tuple[str, str], records: Sequence[tuple[uuid.UUID, Sequence[Any]]]) -> int:
+        """At D: move past the bytes of keys S carved but never handed out; their bytes are overwritten.
+
+        Lenient where ``apply_issues`` is strict, because a void record only has to keep D's
+        ``used`` offsets in step with S's: a range of a unit not here (never confirmed here,
+        or gone) or already passed is skipped; a range at a unit's ``used`` offset moves it on
+        and overwrites the bytes; a key already recorded (S's push arrived, its answer did not)
+        is taken out of collection. A range past ``used`` is ``LedgerMismatchError`` (bytes S
+        never told D about). One transaction; returns how many bytes were voided here.
+        """
+        master, slave = _check_pair(pair)
+        checked = [(_check_key_id(kid), _check_ranges(ranges)) for kid, ranges in _check_requests(records, "records")]
+
+        def body(conn: sqlite3.Connection) -> int:
+            now = self._clock()
+            voided = 0
+            for kid, ranges in checked:
+                known = conn.execute("SELECT state FROM keys WHERE key_id = ?", (kid,)).fetchone()
+                if known is not None:
+                    if known[0] == COLLECTABLE:
+                        _take_key(conn, kid, master, slave, now)  # applied earlier: out of collection, wiped
+                    continue
+                for uid, start, length in ranges:
+                    row = conn.execute(
+                        "SELECT id, master, slave, state, size, used, taken FROM units WHERE unit_id = ?", (uid,)
+                    ).fetchone()
+                    if row is None or (row[1], row[2]) != (master, slave) or row[3] != READY:
+                        continue
+                    rid, _, _, _, size, used, taken = row
+                    if start + length <= used:
+                        continue
+                    if start != used or start + length > size:
+                        raise _mismatch(
+                            kid, uid, f"void key {kid}: unit {_hex(uid)} range {start}+{length}, used {used}"
+                        )
+                    with conn.blobopen("units", "material", rid) as blob:
+                        blob.seek(start)
+                        blob.write(bytes(length))
+                    conn.execute(
+                        "UPDATE units SET used = used + ?, taken = taken + ? WHERE id = ?", (length, length, rid)
+                    )
+                    voided += length
+                    if taken + length == size:
+                        _finish(conn, rid, uid, master, slave, size, CONSUMED, now)
+            return voided
+
+        result: int = self._write(f"voiding {len(checked)} record(s) for {master}->{slave}", body)
+        return result
+
     def take(self, pair: tuple[str, str], key_ids: Sequence[uuid.UUID]) -> list[bytes]:
         """At D (ETSI 014 ``dec_keys``): the keys' bytes, each handed out once ever; all or nothing.
 
@@ -852,21 +901,7 @@ class KeyStore:
                     again = KeyAlreadyDeliveredError(f"key {kid} for pair {master}->{slave} was already delivered")
                     again.key_id = kid
                     raise again
-                buf = bytearray()
-                for uid, start, length in _ranges_of(conn, kid):
-                    unit = conn.execute("SELECT id, size, taken FROM units WHERE unit_id = ?", (uid,)).fetchone()
-                    if unit is None:
-                        raise StoreError(f"key {kid}: its unit {_hex(uid)} is missing from the key store")
-                    rid, size, taken = unit
-                    with conn.blobopen("units", "material", rid) as blob:
-                        blob.seek(start)
-                        buf += blob.read(length)
-                        blob.seek(start)
-                        blob.write(bytes(length))
-                    conn.execute("UPDATE units SET taken = taken + ? WHERE id = ?", (length, rid))
-                    if taken + length == size:
-                        _finish(conn, rid, uid, master, slave, size, CONSUMED, now)
-                conn.execute("UPDATE keys SET state = ?, delivered = ? WHERE key_id = ?", (DELIVERED, now, kid))
+                buf = _take_key(conn, kid, master, slave, now)
                 out.append(bytes(buf))
                 buf[:] = bytes(len(buf))
             return out
@@ -945,6 +980,26 @@ def _apply_record(
         conn.execute("UPDATE units SET used = used + ? WHERE unit_id = ?", (length, uid))
     _record_key(conn, kid, master, slave, COLLECTABLE, list(wanted), now)
     return True
+
+
+def _take_key(conn: sqlite3.Connection, kid: str, master: str, slave: str, now: float) -> bytearray:
+    """A collectable key's bytes, overwritten in the store; the key becomes delivered (inside a transaction)."""
+    buf = bytearray()
+    for uid, start, length in _ranges_of(conn, kid):
+        unit = conn.execute("SELECT id, size, taken FROM units WHERE unit_id = ?", (uid,)).fetchone()
+        if unit is None:
+            raise StoreError(f"key {kid}: its unit {_hex(uid)} is missing from the key store")
+        rid, size, taken = unit
+        with conn.blobopen("units", "material", rid) as blob:
+            blob.seek(start)
+            buf += blob.read(length)
+            blob.seek(start)
+            blob.write(bytes(length))
+        conn.execute("UPDATE units SET taken = taken + ? WHERE id = ?", (length, rid))
+        if taken + length == size:
+            _finish(conn, rid, uid, master, slave, size, CONSUMED, now)
+    conn.execute("UPDATE keys SET state = ?, delivered = ? WHERE key_id = ?", (DELIVERED, now, kid))
+    return buf
 
 
 def _unit_error(cls: type[UnitNotFoundError] | type[UnitStateError], uid: bytes, message: str) -> StoreError:

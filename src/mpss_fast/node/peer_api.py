@@ -16,6 +16,14 @@ with plain HTTP for development, the ``X-MPSS-Node`` header. Roles (``docs/node.
   ``{"skipped": bytes}``. Only ``receiver`` itself may call it.
 * ``GET /mpss/v1/node/stats``: counters (no secrets, but stream positions that help an
   attacker), for the operators listed in the configuration (``peer.operators``) only.
+* ``POST /mpss/v1/pairs/{master}/{slave}/proofs`` with ``{"units": [{"unit_ID": uuid,
+  "proof": base64}, ...]}``: the slave's node proves units it rebuilt (``node.keyflow``);
+  answer ``{"verdicts": ["ready" | "mismatch" | "unknown", ...]}``, ready units committed
+  first. Only the pair's slave node may call it.
+* ``POST /mpss/v1/pairs/{master}/{slave}/records`` with ``{"records": [{"key_ID": uuid,
+  "ranges": [[unit uuid, start, length], ...]}, ...], "void": [...]}``: the master's node
+  pushes its ledger; answer ``{"applied": n}`` once committed, 409 when a record does not
+  fit this node's store. Only the pair's master node may call it.
 
 A caller that is not a neighbour gets 403 on the link routes, whatever link it names; a
 neighbour's identity seen from two client addresses at once is logged as a warning
@@ -25,18 +33,22 @@ body), 401 (no identity), 403, 413 or 503.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from ..exceptions import Etsi014BadRequestError, Etsi014Error, Etsi014UnauthorizedError, MpssError
+from ..exceptions import Etsi014BadRequestError, Etsi014Error, Etsi014UnauthorizedError, MpssError, StoreError
 from .etsi014_server import REQUIRE_CLIENT_CERT, json_errors
 from .identity import DUPLICATE_WINDOW_S, DuplicateWatch, request_identity
 from .jsonbody import parse_json, read_json
+from .keyflow import KeyFlow, UnitMissingError
+from .keystore import LedgerMismatchError, Range
 from .linkkeys import LinkKeyReceiver
 
 log = logging.getLogger("mpss_fast.node")
@@ -54,6 +66,10 @@ _SKIP = web.AppKey("skip", object)
 _PLAIN = web.AppKey("plain", bool)
 _OPERATORS = web.AppKey("operators", frozenset)
 _WATCH = web.AppKey("watch", DuplicateWatch)
+_FLOW = web.AppKey("flow", object)
+
+MAX_ITEMS = 4096
+"""Most units or records in one pair request."""
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -124,6 +140,81 @@ async def _position(request: web.Request) -> web.Response:
     return web.json_response({"skipped": skipped})
 
 
+def _items(body: Any, name: str) -> list[Any]:
+    items = body.get(name, []) if isinstance(body, dict) else None
+    if not isinstance(items, list) or len(items) > MAX_ITEMS:
+        raise ValueError(f"{name} must be a list of at most {MAX_ITEMS} items")
+    return items
+
+
+def _parse_proofs(body: Any) -> list[tuple[uuid.UUID, bytes]]:
+    proofs = []
+    for item in _items(body, "units"):
+        text = item["proof"]
+        if not isinstance(text, str) or len(text) > 64:
+            raise ValueError("proof must be base64 text of 32 bytes")
+        proofs.append((uuid.UUID(item["unit_ID"]), base64.b64decode(text, validate=True)))
+    return proofs
+
+
+def _parse_records(body: Any, name: str) -> list[tuple[uuid.UUID, tuple[Range, ...]]]:
+    records = []
+    for item in _items(body, name):
+        ranges = item["ranges"]
+        if not isinstance(ranges, list) or not 0 < len(ranges) <= MAX_ITEMS:
+            raise ValueError("ranges must be a non-empty list")
+        parsed = []
+        for unit, start, length in ranges:
+            if any(isinstance(v, bool) or not isinstance(v, int) for v in (start, length)):
+                raise ValueError("range start and length must be ints")
+            parsed.append(Range(uuid.UUID(unit).bytes, start, length))
+        records.append((uuid.UUID(item["key_ID"]), tuple(parsed)))
+    return records
+
+
+def _flow_and_pair(request: web.Request) -> tuple[KeyFlow, str, tuple[str, str]]:
+    flow = request.app[_FLOW]
+    if not isinstance(flow, KeyFlow):
+        raise Etsi014Error("this node has no application pairs", 404)
+    return flow, _caller(request), (request.match_info["master"], request.match_info["slave"])
+
+
+async def _proofs(request: web.Request) -> web.Response:
+    flow, caller, pair = _flow_and_pair(request)
+    try:
+        proofs = _parse_proofs(await read_json(request, max_bytes=MAX_BODY_BYTES))
+    except Etsi014BadRequestError as exc:
+        return _error(400, f"malformed proofs: {exc.message}")
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        return _error(400, f"malformed proofs: {exc}")
+    try:
+        verdicts = await flow.on_proofs(caller, pair, proofs)
+    except PermissionError as exc:
+        return _error(403, str(exc))
+    return web.json_response({"verdicts": verdicts})
+
+
+async def _records(request: web.Request) -> web.Response:
+    flow, caller, pair = _flow_and_pair(request)
+    try:
+        body = await read_json(request, max_bytes=MAX_BODY_BYTES)
+        records, void = _parse_records(body, "records"), _parse_records(body, "void")
+    except Etsi014BadRequestError as exc:
+        return _error(400, f"malformed records: {exc.message}")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return _error(400, f"malformed records: {exc}")
+    try:
+        applied = await flow.on_push(caller, pair, records, void)
+    except PermissionError as exc:
+        return _error(403, str(exc))
+    except LedgerMismatchError as exc:
+        log.error("pair %s->%s: records from %s refused: %s", *pair, caller, exc)
+        return web.json_response({"message": str(exc), "unit_ID": exc.unit_id}, status=409)
+    except StoreError as exc:
+        return _error(503, f"cannot commit the records now: {exc}")
+    return web.json_response({"applied": applied})
+
+
 async def _stats(request: web.Request) -> web.Response:
     caller = _caller(request)
     if caller not in request.app[_OPERATORS]:
@@ -140,11 +231,13 @@ def make_peer_app(
     plain_http: bool,
     operators: Iterable[str] = (),
     duplicate_window_s: float = DUPLICATE_WINDOW_S,
+    flow: KeyFlow | None = None,
 ) -> web.Application:
     """The peer API over ``receivers`` (neighbour -> the receiver of its link to this node; its
     keys are the only callers of the link routes), a ``stats()`` function (for the identities in
     ``operators`` only) and ``skip(neighbour, position)`` for this node's link to the neighbour.
-    A neighbour seen from two addresses within ``duplicate_window_s`` is warned about."""
+    A neighbour seen from two addresses within ``duplicate_window_s`` is warned about. ``flow``
+    serves the pair routes (the other end of each application pair is their only caller)."""
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
     app[_RECEIVERS] = dict(receivers)
     app[_STATS] = stats
@@ -156,11 +249,16 @@ def make_peer_app(
     app.router.add_post(PEER_PREFIX + "/links/{sender}/keys", _announce)
     app.router.add_post(PEER_PREFIX + "/links/{receiver}/position", _position)
     app.router.add_get(PEER_PREFIX + "/node/stats", _stats)
+    app[_FLOW] = flow
+    app.router.add_post(PEER_PREFIX + "/pairs/{master}/{slave}/proofs", _proofs)
+    app.router.add_post(PEER_PREFIX + "/pairs/{master}/{slave}/records", _records)
     return app
 
 
 class PeerClient:
-    """Announces link key to one neighbour's peer API (``announce`` fits ``linkkeys.Announce``)."""
+    """Calls another node's peer API: link key announcements to a neighbour (``announce`` fits
+    ``linkkeys.Announce``), and the pair channel to the other end of an application pair
+    (``confirm``, ``push``: ``keyflow.PairChannel``)."""
 
     def __init__(self, base_url: str, me: str, *, ssl_context: ssl.SSLContext | None, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -182,13 +280,20 @@ class PeerClient:
         skipped: int = data["skipped"]
         return skipped
 
-    async def _post(self, what: str, body: dict[str, Any], field: str) -> dict[str, Any]:
+    async def _post(self, what: str, body: dict[str, Any], field: str, path: str | None = None) -> dict[str, Any]:
+        status, data = await self._exchange(what, body, path)
+        if status != 200 or not isinstance(data, dict) or field not in data:
+            message = data.get("message") if isinstance(data, dict) else None
+            raise Etsi014Error(f"neighbour {self.base_url} refused {what}: HTTP {status}: {message}")
+        return data
+
+    async def _exchange(self, what: str, body: dict[str, Any], path: str | None) -> tuple[int, Any]:
         import aiohttp
 
         if self._session is None:
             headers = {NODE_HEADER: self.me} if self._ssl is False else {}
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout), headers=headers)
-        url = f"{self.base_url}{PEER_PREFIX}/links/{self.me}/{what}"
+        url = f"{self.base_url}{PEER_PREFIX}{path or f'/links/{self.me}/{what}'}"
         try:
             async with self._session.post(url, json=body, ssl=self._ssl) as response:
                 raw = await response.read()
@@ -199,12 +304,48 @@ class PeerClient:
             data = parse_json(raw)  # a neighbour's answer gets no more trust than a request
         except Etsi014BadRequestError:
             data = {"message": raw[:200].decode(errors="replace")}
-        if status != 200 or not isinstance(data, dict) or field not in data:
-            message = data.get("message") if isinstance(data, dict) else None
-            raise Etsi014Error(f"neighbour {self.base_url} refused {what}: HTTP {status}: {message}")
-        return data
+        return status, data
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    # -- the pair channel (keyflow.PairChannel), toward the other end of an application pair --
+
+    async def confirm(self, pair: tuple[str, str], proofs: Sequence[tuple[uuid.UUID, bytes]]) -> list[str]:
+        """D -> S: proofs of units; S's verdicts, one per proof."""
+        body = {"units": [{"unit_ID": str(uid), "proof": base64.b64encode(p).decode()} for uid, p in proofs]}
+        data = await self._post("proofs", body, "verdicts", f"/pairs/{pair[0]}/{pair[1]}/proofs")
+        verdicts = data["verdicts"]
+        if (
+            not isinstance(verdicts, list)
+            or len(verdicts) != len(proofs)
+            or not all(v in ("ready", "mismatch", "unknown") for v in verdicts)
+        ):
+            raise Etsi014Error(f"node {self.base_url} answered proofs with {len(proofs)} malformed verdicts")
+        return verdicts
+
+    async def push(
+        self,
+        pair: tuple[str, str],
+        records: Sequence[tuple[uuid.UUID, Sequence[Range]]],
+        void: Sequence[tuple[uuid.UUID, Sequence[Range]]] = (),
+    ) -> None:
+        """S -> D: ledger records (and void ones); returns once D committed them."""
+
+        def encode(items: Sequence[tuple[uuid.UUID, Sequence[Range]]]) -> list[dict[str, Any]]:
+            return [
+                {"key_ID": str(kid), "ranges": [[str(uuid.UUID(bytes=r.unit_id)), r.start, r.length] for r in ranges]}
+                for kid, ranges in items
+            ]
+
+        body = {"records": encode(records), "void": encode(void)}
+        status, data = await self._exchange("records", body, f"/pairs/{pair[0]}/{pair[1]}/records")
+        if status == 200 and isinstance(data, dict) and "applied" in data:
+            return
+        message = data.get("message") if isinstance(data, dict) else None
+        unit = data.get("unit_ID") if isinstance(data, dict) else None
+        if status == 409 and isinstance(unit, str) and len(unit) == 32:
+            raise UnitMissingError(f"node {self.base_url} lacks unit {unit}: {message}", unit)
+        raise Etsi014Error(f"node {self.base_url} refused records: HTTP {status}: {message}")

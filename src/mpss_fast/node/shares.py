@@ -168,6 +168,10 @@ class ShareNode:
             self._plans[destination] = plan
         return plan
 
+    def path_nodes(self, pair: AppPair) -> list[list[str]]:
+        """The nodes of each path the pair's units take (source first): the suspects when one is rebuilt wrong."""
+        return [list(path.nodes) for path, _, _ in self._plan(pair.slave_node)]
+
     def _node(self, sid: bytes) -> str:
         node = self._node_of.get(sid)
         if node is None:
