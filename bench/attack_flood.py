@@ -57,6 +57,7 @@ from typing import Any
 
 from tests import nodelab
 
+from mpss_fast.exceptions import Etsi014UnavailableError
 from mpss_fast.wire import MpssOption, Packet, Srh, address, encode_packet, parse_packet
 
 PATHS = 3
@@ -67,6 +68,9 @@ OPERATOR = "bench-operator"
 
 KEYS = {"batch": 32, "key_bits": 8192, "low_water_bytes": 196608, "refill_interval_s": 0.02, "lease_bytes": 0}
 """The nodes' link key settings (``tests.nodenet``'s, with positions committed exactly)."""
+
+STORES = {"unit_bytes": 1024, "depth_bytes": 64 * 1024, "window": 32}
+"""The key stores (``stores``): 64 KiB of confirmed key per pair, refilled in 1 KiB units."""
 
 KEY_BITS = 256
 PER_REQUEST = 10
@@ -335,6 +339,8 @@ class Apps:
         self.api_s, self.api_d = api_s, api_d
         self.delivered = 0
         self.failures = 0
+        self.waits = 0
+        """enc_keys answered 503 (the key store was empty for a moment): waited Retry-After, not a failure."""
         self.last_error = ""
         self.busy = 0
         self._loop = asyncio.new_event_loop()
@@ -369,7 +375,12 @@ class Apps:
                 return
             self.busy += 1
             try:
-                keys = await master.enc_keys(nodelab.SLAVE, PER_REQUEST, KEY_BITS)
+                try:
+                    keys = await master.enc_keys(nodelab.SLAVE, PER_REQUEST, KEY_BITS)
+                except Etsi014UnavailableError:  # the store is refilling: ETSI 014 says come back later
+                    self.waits += 1
+                    await asyncio.sleep(0.05)
+                    continue
                 got = await slave.dec_keys(nodelab.MASTER, [kid for kid, _ in keys])
                 if got != keys:
                     raise RuntimeError("dec_keys answered other keys than enc_keys gave")
@@ -439,7 +450,7 @@ class Lab:
             self.api,
             self.udp,
             operators=[OPERATOR],
-            extra=lambda n: {"keys": dict(KEYS)},
+            extra=lambda n: {"keys": dict(KEYS), "stores": dict(STORES)},
         )
         for (sender, receiver), port in self.taps.items():
             configs[sender]["udp"] = {**configs[sender]["udp"], receiver: f"127.0.0.1:{port}"}
