@@ -269,3 +269,18 @@ def test_the_node_extra_brings_what_the_node_imports() -> None:
 
     node = [spec for spec in requires("mpss-fast") or [] if 'extra == "node"' in spec]
     assert {spec.split(">")[0].split(";")[0].strip() for spec in node} >= {"aiohttp", "networkx"}
+
+
+def test_a_node_whose_kernels_fail_the_selftest_does_not_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mpss_fast.exceptions import SelfTestError
+    from mpss_fast.node import daemon
+
+    def broken(**kw: Any) -> None:
+        raise SelfTestError("gfni512: split-0x11b failed", (("gfni512", "split-0x11b"),))
+
+    monkeypatch.setattr(daemon, "selftest", broken)
+    configs = _configs(tmp_path, 9)
+    node = Node(parse_config(configs["S"]))
+    with pytest.raises(SelfTestError, match="gfni512"):
+        asyncio.run(node.start())
+    assert node.store is None and node.transport is None and not Path(configs["S"]["db"]).exists()

@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Any, NamedTuple
 
+from .._selftest import selftest
 from ..exceptions import Etsi014Error, KeyPoolExhaustedError, NodeError
 from .app_backend import FlowBackend
 from .config import NodeConfig
@@ -111,9 +112,13 @@ class Node:
     # -- start and stop -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store, start the transport, the link key exchange and both HTTP servers."""
+        """Check the kernels, open the stores, start the transport, the link key exchange, the key flow and
+        both HTTP servers."""
         cfg = self.config
         try:
+            # Known answers of every kernel tier and keystream this CPU runs (a few ms): a node whose
+            # arithmetic is wrong must not relay or hand out anything (SelfTestError, exit 1).
+            await asyncio.to_thread(selftest)
             self.store = NodeStore(cfg.db, lease_bytes=cfg.lease_bytes)
             self.transport = self._transport()
             self.shares = ShareNode(cfg, self.store, self.transport.send, self._arrived)
