@@ -85,7 +85,7 @@ static inline size_t mpss_simd_part_size(size_t total, size_t max, size_t i)
  *                     (otherwise tails go through a vector-sized stack buffer)
  *   MPSS_HAVE_STREAM  with v_stream(p, v) (non-temporal, p aligned) and v_stream_fence():
  *                     combine and XOR stream their output above MPSS_STREAM_MIN bytes
- *                     (MPSS_STREAM_MIN_MANY when they read three inputs or more)
+ *                     (combine from MPSS_STREAM_MIN_MANY when it reads three inputs or more)
  *   MPSS_EVAL_STREAM_G  shares per group when eval streams too (default 0: it never does)
  */
 
@@ -122,16 +122,16 @@ MPSS_INLINE void v_store_part(uint8_t *p, vec_t v, size_t n)
 
 /* Non-temporal stores pay off once a call's outputs are too large to stay in the caches
  * anyway (measured at 16 MiB: XOR and combine 10-40 % faster); below that they would
- * only make the reader of the outputs miss. A call that reads three or more inputs into
- * one output (combine, xor3) moves four times its output through the caches, so it
- * streams from 1 MiB of output: measured on Zen 4 (mpss bench, fractions of the floor),
- * the 1 MiB combine ran 5-8 % and the 3 MiB key combine 10-15 % faster streamed, while a
- * two-input XOR of 1 MiB still ran 10 % faster with ordinary stores. */
+ * only make the reader of the outputs miss. A combine of three inputs or more moves four
+ * times its output through the caches, so it streams from 1 MiB of output: measured on
+ * Zen 4 (mpss bench, fractions of the floor), the 1 MiB combine ran 5-8 % and the 3 MiB
+ * key combine 10-15 % faster streamed. The XORs keep ordinary stores up to 8 MiB: a
+ * 1 MiB xor_into ran 10 % and a 1 MiB reencrypt_into (xor3) 25 % faster with them. */
 #ifndef MPSS_STREAM_MIN
 #define MPSS_STREAM_MIN ((size_t)8 << 20) /* bytes of output */
 #endif
 #ifndef MPSS_STREAM_MIN_MANY
-#define MPSS_STREAM_MIN_MANY ((size_t)1 << 20) /* bytes of output, three inputs or more */
+#define MPSS_STREAM_MIN_MANY ((size_t)1 << 20) /* bytes of output of a combine of three inputs or more */
 #endif
 #ifndef MPSS_EVAL_STREAM_G
 #define MPSS_EVAL_STREAM_G 0
@@ -676,7 +676,7 @@ MPSS_INLINE void xor_run(const int NT, const uint8_t *a, const uint8_t *b, const
 
 MPSS_INLINE void xor_any(const uint8_t *a, const uint8_t *b, const uint8_t *c, uint8_t *out, size_t len)
 {
-    if (c ? MPSS_STREAMS_MANY(len) : MPSS_STREAMS(len)) {
+    if (MPSS_STREAMS(len)) {
         xor_run(1, a, b, c, out, len);
         v_stream_fence();
     } else {

@@ -94,7 +94,7 @@ def test_kernels_identical_at_block_and_group_edges(both_engines: tuple[Engine, 
 
 
 # Output sizes around the thresholds where combine, xor and reencrypt switch to streaming
-# (non-temporal) stores: 1 MiB for three inputs or more, above 8 MiB for two.
+# (non-temporal) stores: 1 MiB for a combine of three inputs or more, above 8 MiB for the rest.
 STREAM_EDGES = ((1 << 20) - 1, 1 << 20, (1 << 20) + 37, (8 << 20) + 65)
 
 
