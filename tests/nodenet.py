@@ -16,6 +16,11 @@ Layout (``nodelab``: S and D joined by relays R1..R3 on three node-disjoint path
 
 Nodes run as real processes (``python -m mpss_fast node --config ...``), so they can be
 stopped, killed with SIGKILL and restarted.
+
+S fills the pair's key store in the background (``node.keyflow``), so traffic flows whenever
+the store is below its depth: :meth:`NodeNet.settle` waits until it is full and nothing is in
+flight, the moment to read counters before and after an action (:data:`STORES`: one key per
+unit by default, so N keys taken are N units relayed to refill it).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
+
 from mpss_fast.node import kme_sim
 from mpss_fast.node.etsi014 import KeyList
 from mpss_fast.node.etsi014_client import Etsi014Client, ssl_client_context
@@ -51,6 +58,13 @@ NAMES = nodelab.node_names(PATHS)
 OPERATOR = "noc"
 """The operator identity that reads the nodes' stats (``peer.operators``)."""
 LINKS = nodelab.links(PATHS)
+PAIR = f"{nodelab.MASTER}->{nodelab.SLAVE}"
+"""The application pair as the nodes' stats name it (``keyflow.pairs``)."""
+
+STORES: dict[str, Any] = {"unit_bytes": 32, "depth_bytes": 64 * 32, "window": 16, "pending_s": 1.0}
+"""The pair's key stores (``stores``) unless a test sets others: one 256-bit key per unit, so moving N keys of
+that size refills exactly N units and the per-share counts stay exact; 64 keys deep; a unit not confirmed
+within a second (its shares lost, or an end restarted) is wiped, so the flow settles soon after a fault."""
 
 
 def node_index(name: str) -> int:
@@ -105,10 +119,15 @@ class RecordingKme(kme_sim.KmeSimBackend):
 class NodeNet:
     """Build with ``NodeNet(lab, directory)``, then ``start()``; ``close()`` stops the loop thread."""
 
-    def __init__(self, lab: Lab, directory: Path, *, keys: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, lab: Lab, directory: Path, *, keys: dict[str, Any] | None = None, stores: dict[str, Any] | None = None
+    ) -> None:
         self.lab = lab
         self.dir = directory
         self.keys = keys or {"batch": 32, "key_bits": 8192, "low_water_bytes": 196608, "refill_interval_s": 0.02}
+        self.stores = dict(stores if stores is not None else STORES)
+        self.tamper: str | None = None
+        """The relay that alters shares (``testing.tamper``), if any."""
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.starts: collections.Counter[str] = collections.Counter()
         self.ifaces: dict[tuple[str, str], str] = {}  # (node, neighbour) -> interface in node
@@ -127,7 +146,8 @@ class NodeNet:
         for a, b in LINKS:
             addr_a, addr_b = link_addrs(a, b)
             self.ifaces[(a, b)], self.ifaces[(b, a)] = lab.link(a, b, addr_a, addr_b)
-        lab.link("S", "D", CONTROL_ADDRS["S"], CONTROL_ADDRS["D"])
+        self.control_ifaces = lab.link("S", "D", CONTROL_ADDRS["S"], CONTROL_ADDRS["D"])
+        """S's and D's interfaces on their direct link (the pair channel)."""
         for name in NAMES:
             lab.link(name, "kme", mgmt_addr(name), mgmt_addr(name, kme_side=True))
         for a, b in LINKS:
@@ -153,7 +173,7 @@ class NodeNet:
     def config_path(self, name: str) -> Path:
         return self.dir / f"{name}.json"
 
-    def _configs(self, tamper: str | None = None) -> None:
+    def _configs(self) -> None:
         configs = nodelab.diamond(
             PATHS,
             db=lambda n: str(self.dir / f"{n}.db"),
@@ -164,14 +184,20 @@ class NodeNet:
             transport="srv6",
             tls=self.pki.tls_section,  # the node certificates are issued already
             operators=[OPERATOR],
-            extra=lambda n: {"keys": self.keys, "testing": {"tamper": n == tamper}},
+            extra=lambda n: {"keys": self.keys, "stores": self.stores, "testing": {"tamper": n == self.tamper}},
         )
         for name, cfg in configs.items():
             self.config_path(name).write_text(json.dumps(cfg, indent=1))
 
     def set_tamper(self, relay: str | None) -> None:
         """Rewrite the configs so ``relay`` (or none) alters shares; takes effect when it restarts."""
-        self._configs(tamper=relay)
+        self.tamper = relay
+        self._configs()
+
+    def set_stores(self, stores: dict[str, Any]) -> None:
+        """Rewrite the configs with these ``stores``; takes effect when S and D restart."""
+        self.stores = dict(stores)
+        self._configs()
 
     # -- the KME and application loop (inside the kme namespace) -------------------------
 
@@ -214,8 +240,6 @@ class NodeNet:
 
     async def stats(self, node: str) -> dict[str, Any]:
         """The node's counters from its peer API (over the management link), read as the operator."""
-        import aiohttp
-
         cert, key = self.tls[OPERATOR]
         ctx = ssl_client_context(cert, key, self.pki.nodes.path)
         ctx.check_hostname = False  # the peer API listens on every address; the CA is ours
@@ -238,6 +262,43 @@ class NodeNet:
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no link key on {missing} after {timeout} s")
+            time.sleep(0.05)
+
+    def settle(self, timeout: float = 30, *, match: bool = True) -> dict[str, dict[str, Any]]:
+        """Until the pair's key flow is quiet; then the stats of S and D (``{"S": ..., "D": ...}``).
+
+        Quiet: S's store is full (its ready bytes at ``stores.depth_bytes`` or above, so it wants no
+        more), no unit is in flight or pending at S, none is pending at D, and (with ``match``) D holds
+        as many ready bytes as S; seen twice in a row with no unit sent or rebuilt in between. Counters
+        read then do not move until the applications take keys: take "before" and "after" figures with it.
+        """
+        depth = int(self.stores.get("depth_bytes", 1 << 20))
+        deadline = time.monotonic() + timeout
+        last: tuple[int, int] | None = None
+        moved: tuple[int, int] | None
+        while True:
+            try:
+                stats = {name: self.call(self.stats(name)) for name in ("S", "D")}
+            except (OSError, aiohttp.ClientError) as exc:  # a node (re)starting
+                waiting, moved = [f"stats unreadable: {exc}"], None
+            else:
+                s, d = stats["S"]["keyflow"], stats["D"]["keyflow"]
+                ready, flight = s["pairs"][PAIR]["ready_bytes"], s["pairs"][PAIR]["in_flight"]
+                d_ready = d["pairs"][PAIR]["ready_bytes"]
+                waiting = [
+                    f"S holds {ready} of {depth} ready bytes" if ready < depth else "",
+                    f"{flight} units in flight at S" if flight else "",
+                    f"{s['pending']} units pending at S" if s["pending"] else "",
+                    f"{d['pending']} units pending at D" if d["pending"] else "",
+                    f"D holds {d_ready} ready bytes, S {ready}" if match and d_ready != ready else "",
+                ]
+                waiting = [w for w in waiting if w]
+                moved = (s["units_sent"], stats["D"]["keys_delivered"])
+            if not waiting and moved == last:
+                return stats
+            last = moved if not waiting else None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the key flow did not settle in {timeout} s: {'; '.join(waiting) or 'moving'}")
             time.sleep(0.05)
 
     def close(self) -> None:
