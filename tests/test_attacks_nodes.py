@@ -122,17 +122,6 @@ def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-async def _collect(slave: Etsi014Client, master: str, key_ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, bytes]]:
-    """``dec_keys`` for ``key_ids``, asked again while some are still on their way (bounded)."""
-    for attempt in range(5):
-        try:
-            return await slave.dec_keys(master, key_ids)
-        except Etsi014BadRequestError:
-            if attempt == 4:
-                raise
-    raise AssertionError("unreachable")
-
-
 class Tap(asyncio.DatagramProtocol):
     """The attacker on one link direction: every datagram its sender sends to the receiver comes here first.
 
@@ -486,9 +475,10 @@ def test_srv6_shares_held_back_and_rewritten_or_forged_onto_a_link_are_dropped_b
 
 def _srv6_attack(net: NodeNet) -> None:
     async def move(count: int) -> dict[uuid.UUID, bytes]:
+        """``count`` keys from the store (one unit each: ``nodenet.STORES``); the store refills after."""
         async with net.app("S", nodelab.MASTER) as master, net.app("D", nodelab.SLAVE) as slave:
             keys = await master.enc_keys(nodelab.SLAVE, number=count, size=KEY_BITS)
-            got = await _collect(slave, nodelab.MASTER, [kid for kid, _ in keys])
+            got = await slave.dec_keys(nodelab.MASTER, [kid for kid, _ in keys])
             assert got == keys, "the slave application collected other keys than the master got"
             return dict(keys)
 
@@ -498,15 +488,17 @@ def _srv6_attack(net: NodeNet) -> None:
     lab, r1 = net.lab, nodelab.sid("R1")
     s_iface = net.ifaces[("S", "R1")]
     r1_mac = _mac(net, "R1", net.ifaces[("R1", "S")])
+    net.settle(60)
     net.call(move(2))
+    net.settle()
     before = {name: stats(name) for name in ("R1", "R2", "D")}
     # Hold back S's shares to R1 and read them where S's node writes them: its tun (raw IPv6, no link header).
     lab.ip("S", [f"route replace blackhole {r1}/128"])
     try:
         tun = Capture(lab.ns("S"), "mpss0").start()
         try:
-            held_back = net.call(move(4))  # delivered on R2's and R3's paths
-            time.sleep(0.2)
+            held_back = net.call(move(4))  # the 4 units refilling the store: delivered on R2's and R3's paths
+            net.settle()
         finally:
             frames = tun.stop()
         taken = [f.data for f in frames if f.data[:1] == b"\x60" and f.data[24:40] == sid("R1")]
@@ -535,7 +527,8 @@ def _srv6_attack(net: NodeNet) -> None:
     finally:
         via = link_addrs("S", "R1")[1]
         lab.ip("S", [f"route replace {r1}/128 via {via} dev {s_iface}"])
-    keys = net.call(move(5))  # the route back: every key's three shares reach D
+    keys = net.call(move(5))  # the route back: every unit's three shares reach D
+    net.settle()
     received = lambda: stats("D")["shares_received"] - after["D"]["shares_received"]  # noqa: E731
     _until(lambda: received() >= 15, 15, "D to receive 15 shares")
     final = {name: stats(name) for name in ("R1", "D")}

@@ -346,3 +346,24 @@ def test_a_unit_d_lost_is_dropped_at_s_and_the_flow_recovers(tmp_path: Path) -> 
         assert await ends.d.take(PAIR, [kid for kid, _ in keys]) == [key for _, key in keys]
 
     asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_records_d_never_confirmed_before_s_restarted_are_voided_at_d(tmp_path: Path) -> None:
+    """S died between its issue and the push: the new S finds those records past its push mark and voids them."""
+
+    async def body(ends: Ends) -> None:
+        await until(lambda: full(ends))
+        ends.to_d.cut = True
+        with pytest.raises(FlowUnavailableError):
+            await ends.s.issue(PAIR, [40])  # the first unit used up to byte 40 at S only
+        restarted = KeyFlow("S", [APP], ends.s_store, {"D": ends.to_d}, ends._make_unit, settings=SETTINGS)
+        await restarted.load()
+        assert [len(r) for _, r in restarted._void[PAIR]] == [1]  # found on disk, not in memory
+        ends.to_d.cut = False
+        keys = await restarted.issue(PAIR, [16, 40])
+        assert await ends.d.take(PAIR, [kid for kid, _ in keys]) == [key for _, key in keys]
+        again = KeyFlow("S", [APP], ends.s_store, {"D": ends.to_d}, ends._make_unit, settings=SETTINGS)
+        await again.load()
+        assert again._void[PAIR] == []  # the mark moved: nothing answered is ever voided
+
+    asyncio.run(Ends(tmp_path).run(body))

@@ -45,6 +45,7 @@ from ..relay.pool import wipe
 from .config import AppPair, StoreSettings
 from .confirm import proof, verify
 from .keystore import KeyStore, NotEnoughKeyError, Range
+from .logsummary import LogSummary
 
 log = logging.getLogger("mpss_fast.node")
 
@@ -55,6 +56,8 @@ BACKOFF_MIN_S, BACKOFF_MAX_S = 0.01, 0.5
 """Refill back-off while a first link lacks key."""
 PROOF_BATCH = 256
 """Most units per proof request."""
+VOID_PER_PUSH = 1024
+"""Most void records in one push (the peer API takes 4096 items and 1 MiB per request)."""
 RETRY_S = 0.2
 """Wait before a proof request or a push that failed on the network is tried again."""
 
@@ -173,6 +176,8 @@ class KeyFlow:
         self._requests: dict[Pair, list[_Request]] = {pair: [] for pair in self.sources}
         self._issuers: dict[Pair, asyncio.Task[None]] = {}
         self._void: dict[Pair, list[tuple[uuid.UUID, tuple[Range, ...]]]] = {pair: [] for pair in self.sources}
+        self._pushed: dict[Pair, int] = dict.fromkeys(self.sources, 0)  # S: the ledger seq D confirmed
+        self.log_summary = LogSummary(log, f"node {node}")
         self._proofs: list[uuid.UUID] = []
         self._proofs_ready = asyncio.Event()
         self._confirmed: dict[uuid.UUID, Pair] = {}  # S: recently confirmed units (insertion order)
@@ -181,9 +186,18 @@ class KeyFlow:
     # -- set-up and background tasks --------------------------------------------------------
 
     async def load(self) -> None:
-        """Read the ready bytes of every pair from the store (at start)."""
+        """At start: read the ready bytes of every pair, and at S the records D never confirmed.
+
+        S marks a push (``KeyStore.mark_pushed``) before it answers ``enc_keys``, so records
+        after the mark were never answered 200 (S died between its issue and the push, or
+        the push failed): they go to D as void with the next push, so D's ledger keeps step.
+        """
         for pair in (*self.sources, *self.destinations):
             self._ready[pair] = await asyncio.to_thread(self.store.ready_bytes, pair)
+        for pair in self.sources:
+            self._pushed[pair] = await asyncio.to_thread(self.store.pushed, pair)
+            backlog = await asyncio.to_thread(self.store.records, pair, after=self._pushed[pair])
+            self._void[pair] = [(r.key_id, r.ranges) for r in backlog]
 
     def tasks(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         """(name, coroutine function) of the background work: one refill per source pair, the prover, expiry."""
@@ -384,8 +398,15 @@ class KeyFlow:
         self._wake[pair].set()
         app = self.sources[pair]
         void = self._void[pair]
+        channel = self.channels[app.slave_node]
         try:
-            await self.channels[app.slave_node].push(pair, [(k.key_id, k.ranges) for k in keys], list(void))
+            while len(void) > VOID_PER_PUSH:  # a long backlog (after a restart) first, in bounded pushes
+                await channel.push(pair, [], void[:VOID_PER_PUSH])
+                await asyncio.to_thread(self._mark_pushed, pair)
+                del void[:VOID_PER_PUSH]
+            await channel.push(pair, [(k.key_id, k.ranges) for k in keys], list(void))
+            # Marked before the answer: after a restart, records past the mark were never answered 200.
+            await asyncio.to_thread(self._mark_pushed, pair)
             del void[: len(void)]
         except Exception as exc:  # any failure means D may not hold them: never hand them out
             # D's ledger must still move past their bytes: the next push carries them as void
@@ -393,10 +414,10 @@ class KeyFlow:
             self.stats.keys_burnt += len(keys)
             if isinstance(exc, UnitMissingError):
                 await self._drop_unit(pair, exc.unit_id)
-            log.warning(
-                "node %s: %d keys for %s->%s burnt: node %s did not confirm them (%s)",
-                self.node, len(keys), *pair, app.slave_node, exc,
-            )  # fmt: skip
+            self.log_summary.note(
+                f"keys burnt for {pair[0]}->{pair[1]}",
+                f"{len(keys)} keys for {pair[0]}->{pair[1]} burnt: node {app.slave_node} did not confirm them ({exc})",
+            )
             for request in batch:
                 _fail(request.done, FlowUnavailableError(f"node {app.slave_node} did not confirm the keys", 1.0))
             return
@@ -407,6 +428,13 @@ class KeyFlow:
             at += len(request.sizes)
             if not request.done.done():
                 request.done.set_result([(k.key_id, k.key) for k in part])
+
+    def _mark_pushed(self, pair: Pair) -> None:
+        """S: D confirmed every record of the pair so far (its keys may now be answered)."""
+        latest = self.store.records(pair, after=self._pushed[pair])
+        if latest:
+            self.store.mark_pushed(pair, latest[-1].seq)
+            self._pushed[pair] = latest[-1].seq
 
     async def _drop_unit(self, pair: Pair, unit_hex: str) -> None:
         """S: D lacks a unit S holds ready (a commit D lost): carve nothing more from it."""
@@ -560,6 +588,7 @@ class KeyFlow:
         while True:
             await asyncio.sleep(min(1.0, self.settings.pending_s / 4))
             self.expire()
+            self.log_summary.flush()
 
     def expire(self) -> int:
         """Wipe units pending longer than ``pending_s``; returns how many."""

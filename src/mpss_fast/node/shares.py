@@ -334,7 +334,7 @@ class ShareNode:
             )
             self.log_summary.note(
                 f"altered shares on path {path_id} from {source}",
-                f"key {delivery.key_id}: the share on path {path_id} (relays {', '.join(path) or '?'}) was altered; "
+                f"unit {delivery.key_id}: the share on path {path_id} (relays {', '.join(path) or '?'}) was altered; "
                 "corrected from the others",
             )
         key = delivery.key(length=len(delivery.number))
@@ -344,4 +344,4 @@ class ShareNode:
     def _failed(self, session_id: bytes, error: Exception) -> None:
         self._routes.pop(session_id, None)
         self.stats.keys_failed += 1
-        self.log_summary.note("keys not rebuilt", f"key {uuid.UUID(bytes=session_id)} not rebuilt: {error}")
+        self.log_summary.note("units not rebuilt", f"unit {uuid.UUID(bytes=session_id)} not rebuilt: {error}")
