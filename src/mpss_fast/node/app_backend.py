@@ -13,17 +13,10 @@ from __future__ import annotations
 
 import uuid
 
-from ..exceptions import (
-    Etsi014BadRequestError,
-    Etsi014UnauthorizedError,
-    Etsi014UnavailableError,
-    KeyAlreadyDeliveredError,
-    KeyNotFoundError,
-    ParameterError,
-    StoreError,
-)
+from ..exceptions import Etsi014UnauthorizedError, Etsi014UnavailableError, StoreError
 from .config import AppPair
 from .etsi014 import KeyLimits, KeyList, KeyStatus
+from .etsi014_backend import delivery_errors
 from .keyflow import FlowUnavailableError, KeyFlow
 
 
@@ -83,12 +76,6 @@ class FlowBackend:
 
     async def dec_keys(self, slave: str, master: str, key_ids: list[uuid.UUID]) -> KeyList:
         self._pair(master, slave, "slave")
-        try:
+        with delivery_errors():
             keys = await self.flow.take((master, slave), key_ids)
-        except KeyAlreadyDeliveredError as exc:
-            raise Etsi014BadRequestError(f"key_ID {exc.key_id} was already delivered") from None
-        except KeyNotFoundError as exc:
-            raise Etsi014BadRequestError(f"key_ID {exc.key_id} is unknown") from None
-        except ParameterError as exc:
-            raise Etsi014BadRequestError(str(exc)) from None
         return list(zip(key_ids, keys, strict=True))

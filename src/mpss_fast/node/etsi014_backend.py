@@ -10,9 +10,10 @@ backend. A backend raises :class:`~mpss_fast.exceptions.Etsi014Error` subclasses
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Protocol, runtime_checkable
 
 from ..exceptions import (
@@ -153,12 +154,19 @@ class StoreBackend:
 
     def _take_all(self, peer: str, key_ids: list[uuid.UUID]) -> KeyList:
         # One transaction: a request with one bad ID delivers none (and loses none).
-        try:
+        with delivery_errors():
             keys = self.store.take_keys(key_ids, peer=peer)
-        except KeyAlreadyDeliveredError as exc:
-            raise Etsi014BadRequestError(f"key_ID {exc.key_id} was already delivered") from None
-        except KeyNotFoundError as exc:
-            raise Etsi014BadRequestError(f"key_ID {exc.key_id} is unknown") from None
-        except ParameterError as exc:
-            raise Etsi014BadRequestError(str(exc)) from None
         return list(zip(key_ids, keys, strict=True))
+
+
+@contextlib.contextmanager
+def delivery_errors() -> Iterator[None]:
+    """A store's refusals of a ``dec_keys`` as ETSI 014 400s: already delivered, unknown, malformed."""
+    try:
+        yield
+    except KeyAlreadyDeliveredError as exc:
+        raise Etsi014BadRequestError(f"key_ID {exc.key_id} was already delivered") from None
+    except KeyNotFoundError as exc:
+        raise Etsi014BadRequestError(f"key_ID {exc.key_id} is unknown") from None
+    except ParameterError as exc:
+        raise Etsi014BadRequestError(str(exc)) from None
