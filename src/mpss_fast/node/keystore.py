@@ -55,9 +55,9 @@ from ..exceptions import (
     StoreClosedError,
     StoreError,
     StoreLockedError,
-    StoreVersionError,
 )
-from .store import _PRIVATE_MODES, _check_key_id, _lock_file, _open_private, _prepare_location
+from . import dbfile
+from .store import _check_key_id
 
 KEYSTORE_SCHEMA_VERSION = 1
 """The schema this module writes (table ``keystore_version``). A newer one is refused."""
@@ -321,13 +321,13 @@ class KeyStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._closed = False
-        real = _prepare_location(self.path) if _PRIVATE_MODES else self.path
-        self._lock_fd = _open_private(self.path + "-lock")
-        if not _lock_file(self._lock_fd):
+        real = dbfile.prepare_location(self.path) if dbfile.PRIVATE_MODES else self.path
+        self._lock_fd = dbfile.open_private(self.path + "-lock")
+        if not dbfile.lock_file(self._lock_fd):
             os.close(self._lock_fd)
             raise StoreLockedError(f"{self.path} is already open in another KeyStore")
         try:
-            os.close(_open_private(real))  # 0600 before SQLite creates it (and -wal, -shm with its mode)
+            os.close(dbfile.open_private(real))  # 0600 before SQLite creates it (and -wal, -shm with its mode)
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
             try:
                 self._configure()
@@ -354,47 +354,13 @@ class KeyStore:
     # -- opening and plumbing ------------------------------------------------------
 
     def _configure(self) -> None:
-        conn = self._conn
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
-        conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit: an issue is durable on return
-        conn.execute("PRAGMA secure_delete=ON")  # zero freed cells and pages (discarded and consumed units)
-        conn.execute("PRAGMA journal_size_limit=0")  # truncate the WAL when it is reset after a checkpoint
+        dbfile.configure(self._conn, self.path)
 
     def _open_schema(self) -> None:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not tables:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO keystore_version (version) VALUES (?)", (KEYSTORE_SCHEMA_VERSION,))
-            elif "keystore_version" not in tables:
-                raise StoreVersionError(f"{self.path} is an SQLite database but not an mpss key store")
-            else:
-                rows = conn.execute("SELECT version FROM keystore_version").fetchall()
-                if len(rows) != 1 or type(rows[0][0]) is not int:
-                    raise StoreVersionError(f"{self.path}: the keystore_version table is damaged ({rows!r})")
-                version = rows[0][0]
-                if version > KEYSTORE_SCHEMA_VERSION:
-                    raise StoreVersionError(
-                        f"{self.path} has key store schema version {version}, newer than this mpss_fast's "
-                        f"{KEYSTORE_SCHEMA_VERSION}: upgrade mpss_fast (the store is never downgraded)"
-                    )
-                while version < KEYSTORE_SCHEMA_VERSION:
-                    if version not in _MIGRATIONS:
-                        raise StoreVersionError(f"{self.path}: no migration from key store schema version {version}")
-                    for statement in _MIGRATIONS[version]:
-                        conn.execute(statement)
-                    version += 1
-                    conn.execute("UPDATE keystore_version SET version = ?", (version,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        dbfile.open_schema(
+            self._conn, self.path, table="keystore_version", version=KEYSTORE_SCHEMA_VERSION, schema=_SCHEMA,
+            migrations=_MIGRATIONS, kind="key store", schema_name="key store schema version",
+        )  # fmt: skip
 
     def _check_open(self) -> None:
         if self._closed:
@@ -404,21 +370,7 @@ class KeyStore:
         """Run ``body`` in one committed write transaction; on any error roll back and raise."""
         with self._lock:
             self._check_open()
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                result = body(conn)
-                conn.execute("COMMIT")
-                return result
-            except BaseException as exc:
-                if conn.in_transaction:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error:  # pragma: no cover - the original error says more
-                        pass
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"key store {self.path}: {what} failed: {exc}") from exc
-                raise
+            return dbfile.write(self._conn, f"key store {self.path}: {what}", body)
 
     def _read(self, what: str, body: Callable[[sqlite3.Connection], Any]) -> Any:
         with self._lock:

@@ -24,10 +24,7 @@ directory or files group or others may use is refused (``StorePermissionError``)
 from __future__ import annotations
 
 import os
-import shlex
 import sqlite3
-import stat
-import sys
 import threading
 import time
 import uuid
@@ -43,11 +40,10 @@ from ..exceptions import (
     StoreClosedError,
     StoreError,
     StoreLockedError,
-    StorePermissionError,
-    StoreVersionError,
     UnknownLinkError,
 )
 from ..relay.pool import LinkKeyPool, wipe
+from . import dbfile
 
 SCHEMA_VERSION = 2
 """The schema this module writes. A database with a newer version is refused; an older one is migrated."""
@@ -104,96 +100,6 @@ _SCHEMA = (
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {1: _BATCHES}
 """Statements taking the schema from version v to v + 1."""
-
-if sys.platform != "win32":
-    import fcntl
-
-    def _lock_file(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-else:  # pragma: no cover - the node daemon runs on Linux; Windows gets no exclusive lock
-
-    def _lock_file(fd: int) -> bool:
-        return True
-
-
-_PRIVATE_MODES = os.name == "posix"
-"""Whether the store checks and sets permission bits (Windows has none to check)."""
-
-_SIDE_FILES = ("-wal", "-shm", "-journal")
-"""Files SQLite keeps next to the database; each may hold key material."""
-
-
-def _refusal(path: str, mode: int, *, directory: bool) -> StorePermissionError:
-    """The one-line error for a store directory or file that group or others may use."""
-    what = "directory" if directory else "file"
-    if directory and mode & stat.S_ISVTX:  # a shared directory like /tmp: chmod would break it
-        fix = "keep the store in a directory of its own, made with mkdir -m 700"
-    else:
-        fix = f"run chmod {'700' if directory else '600'} {shlex.quote(path)}"
-    return StorePermissionError(
-        f"node store {what} {path} is open to group or others (mode {mode:04o}) and would expose key material: {fix}"
-    )
-
-
-def _check_private(path: str, *, directory: bool) -> None:
-    """Refuse ``path`` if it exists and group or others have any permission on it."""
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise StoreError(f"cannot check node store {path}: {exc.strerror or exc}") from exc
-    if mode & 0o077:
-        raise _refusal(path, mode, directory=directory)
-
-
-def _prepare_location(path: str) -> str:
-    """Create the store's directory (0700) if missing, then refuse a directory or file open to others.
-
-    Returns the database's real path (SQLite resolves symbolic links and keeps ``-wal``
-    and ``-shm`` next to the real file). Nothing is created if a check fails.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(directory, mode=0o700)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise StoreError(f"cannot create the node store directory {directory}: {exc.strerror or exc}") from exc
-    else:
-        os.chmod(directory, 0o700)  # exactly 0700, whatever the umask took away
-    real = os.path.realpath(path)
-    for folder in dict.fromkeys((directory, os.path.dirname(real))):
-        _check_private(folder, directory=True)
-    for name in dict.fromkeys((path + "-lock", real, *(real + suffix for suffix in _SIDE_FILES))):
-        _check_private(name, directory=False)
-    return real
-
-
-def _open_private(path: str) -> int:
-    """Open ``path`` read-write, creating it 0600 if missing; refuse it if group or others may use it."""
-    flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
-    try:
-        try:
-            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            fd = os.open(path, flags)
-        else:
-            if _PRIVATE_MODES:
-                os.fchmod(fd, 0o600)  # the umask may have taken the owner's bits; never adds others'
-    except OSError as exc:
-        raise StoreError(f"cannot open node store file {path}: {exc.strerror or exc}") from exc
-    if _PRIVATE_MODES:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & 0o077:  # changed since the check
-            os.close(fd)
-            raise _refusal(path, mode, directory=False)
-    return fd
 
 
 def _stream_end(conn: sqlite3.Connection, link: str) -> int:
@@ -292,13 +198,13 @@ class NodeStore:
         self._feed_lock = threading.Lock()  # orders add_key and pool(): taken before the others
         self._pools: dict[str, LinkKeyPool] = {}
         self._closed = False
-        real = _prepare_location(self.path) if _PRIVATE_MODES else self.path
-        self._lock_fd = _open_private(self.path + "-lock")
-        if not _lock_file(self._lock_fd):
+        real = dbfile.prepare_location(self.path) if dbfile.PRIVATE_MODES else self.path
+        self._lock_fd = dbfile.open_private(self.path + "-lock")
+        if not dbfile.lock_file(self._lock_fd):
             os.close(self._lock_fd)
             raise StoreLockedError(f"{self.path} is already open in another NodeStore")
         try:
-            os.close(_open_private(real))  # 0600 before SQLite creates it (and -wal, -shm with its mode)
+            os.close(dbfile.open_private(real))  # 0600 before SQLite creates it (and -wal, -shm with its mode)
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
             try:
                 self._configure()
@@ -325,48 +231,13 @@ class NodeStore:
     # -- opening -------------------------------------------------------------------
 
     def _configure(self) -> None:
-        conn = self._conn
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
-        conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit: see docs/node-store.md
-        conn.execute("PRAGMA secure_delete=ON")  # zero deleted content (consumed pads, delivered keys)
-        conn.execute("PRAGMA journal_size_limit=0")  # truncate the WAL when it is reset after a checkpoint
-        conn.execute("PRAGMA foreign_keys=ON")
+        dbfile.configure(self._conn, self.path, foreign_keys=True)
 
     def _open_schema(self) -> None:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not tables:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif "schema_version" not in tables:
-                raise StoreVersionError(f"{self.path} is an SQLite database but not an mpss node store")
-            else:
-                rows = conn.execute("SELECT version FROM schema_version").fetchall()
-                if len(rows) != 1 or type(rows[0][0]) is not int:
-                    raise StoreVersionError(f"{self.path}: the schema_version table is damaged ({rows!r})")
-                version = rows[0][0]
-                if version > SCHEMA_VERSION:
-                    raise StoreVersionError(
-                        f"{self.path} has schema version {version}, newer than this mpss_fast's "
-                        f"{SCHEMA_VERSION}: upgrade mpss_fast (the store is never downgraded)"
-                    )
-                while version < SCHEMA_VERSION:
-                    if version not in _MIGRATIONS:
-                        raise StoreVersionError(f"{self.path}: no migration from schema version {version}")
-                    for statement in _MIGRATIONS[version]:
-                        conn.execute(statement)
-                    version += 1
-                    conn.execute("UPDATE schema_version SET version = ?", (version,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        dbfile.open_schema(
+            self._conn, self.path, table="schema_version", version=SCHEMA_VERSION, schema=_SCHEMA,
+            migrations=_MIGRATIONS, kind="node store", schema_name="schema version",
+        )  # fmt: skip
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -378,21 +249,7 @@ class NodeStore:
         """Run ``body`` in one committed write transaction; on any error roll back and raise."""
         with self._lock:
             self._check_open()
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                result = body(conn)
-                conn.execute("COMMIT")
-                return result
-            except BaseException as exc:
-                if conn.in_transaction:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error:  # pragma: no cover - the original error says more
-                        pass
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"node store {self.path}: {what} failed: {exc}") from exc
-                raise
+            return dbfile.write(self._conn, f"node store {self.path}: {what}", body)
 
     def close(self) -> None:
         """Checkpoint and truncate the WAL, close the database, release the lock (idempotent).
