@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..exceptions import StoreError, StorePermissionError, StoreVersionError
+from ..exceptions import StoreError, StoreLockedError, StorePermissionError, StoreVersionError
 
 if sys.platform != "win32":
     import fcntl
@@ -114,6 +114,45 @@ def open_private(path: str) -> int:
             os.close(fd)
             raise refusal(path, mode, directory=False)
     return fd
+
+
+def open_file(
+    path: str,
+    *,
+    kind: str,
+    owner: str,
+    table: str,
+    version: int,
+    schema: Sequence[str],
+    migrations: Mapping[int, Sequence[str]],
+    schema_name: str,
+    foreign_keys: bool = False,
+) -> tuple[sqlite3.Connection, int]:
+    """(connection, lock fd) of the store file at ``path``: checked private, locked, configured, its schema
+    current (see the module docstring). ``kind`` ("node store") and ``owner`` ("NodeStore") word the errors:
+    ``StorePermissionError``, ``StoreLockedError``, ``StoreVersionError``, ``StoreError``."""
+    real = prepare_location(path) if PRIVATE_MODES else path
+    lock_fd = open_private(path + "-lock")
+    if not lock_file(lock_fd):
+        os.close(lock_fd)
+        raise StoreLockedError(f"{path} is already open in another {owner}")
+    try:
+        os.close(open_private(real))  # 0600 before SQLite creates it (and -wal, -shm with its mode)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        try:
+            configure(conn, path, foreign_keys=foreign_keys)
+            open_schema(conn, path, table=table, version=version, schema=schema, migrations=migrations,
+                        kind=kind, schema_name=schema_name)  # fmt: skip
+        except BaseException:
+            conn.close()
+            raise
+    except sqlite3.Error as exc:
+        os.close(lock_fd)
+        raise StoreError(f"cannot open {kind} {path}: {exc}") from exc
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    return conn, lock_fd
 
 
 def configure(conn: sqlite3.Connection, path: str, *, foreign_keys: bool = False) -> None:

@@ -54,7 +54,6 @@ from ..exceptions import (
     ParameterError,
     StoreClosedError,
     StoreError,
-    StoreLockedError,
 )
 from . import dbfile
 from .store import _check_key_id
@@ -321,26 +320,10 @@ class KeyStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._closed = False
-        real = dbfile.prepare_location(self.path) if dbfile.PRIVATE_MODES else self.path
-        self._lock_fd = dbfile.open_private(self.path + "-lock")
-        if not dbfile.lock_file(self._lock_fd):
-            os.close(self._lock_fd)
-            raise StoreLockedError(f"{self.path} is already open in another KeyStore")
-        try:
-            os.close(dbfile.open_private(real))  # 0600 before SQLite creates it (and -wal, -shm with its mode)
-            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-            try:
-                self._configure()
-                self._open_schema()
-            except BaseException:
-                self._conn.close()
-                raise
-        except sqlite3.Error as exc:
-            os.close(self._lock_fd)
-            raise StoreError(f"cannot open key store {self.path}: {exc}") from exc
-        except BaseException:
-            os.close(self._lock_fd)
-            raise
+        self._conn, self._lock_fd = dbfile.open_file(
+            self.path, kind="key store", owner="KeyStore", table="keystore_version", version=KEYSTORE_SCHEMA_VERSION,
+            schema=_SCHEMA, migrations=_MIGRATIONS, schema_name="key store schema version",
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return f"KeyStore({self.path!r}{', closed' if self._closed else ''})"
@@ -351,16 +334,7 @@ class KeyStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- opening and plumbing ------------------------------------------------------
-
-    def _configure(self) -> None:
-        dbfile.configure(self._conn, self.path)
-
-    def _open_schema(self) -> None:
-        dbfile.open_schema(
-            self._conn, self.path, table="keystore_version", version=KEYSTORE_SCHEMA_VERSION, schema=_SCHEMA,
-            migrations=_MIGRATIONS, kind="key store", schema_name="key store schema version",
-        )  # fmt: skip
+    # -- plumbing ------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._closed:

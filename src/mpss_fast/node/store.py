@@ -39,7 +39,6 @@ from ..exceptions import (
     ParameterError,
     StoreClosedError,
     StoreError,
-    StoreLockedError,
     UnknownLinkError,
 )
 from ..relay.pool import LinkKeyPool, wipe
@@ -198,26 +197,10 @@ class NodeStore:
         self._feed_lock = threading.Lock()  # orders add_key and pool(): taken before the others
         self._pools: dict[str, LinkKeyPool] = {}
         self._closed = False
-        real = dbfile.prepare_location(self.path) if dbfile.PRIVATE_MODES else self.path
-        self._lock_fd = dbfile.open_private(self.path + "-lock")
-        if not dbfile.lock_file(self._lock_fd):
-            os.close(self._lock_fd)
-            raise StoreLockedError(f"{self.path} is already open in another NodeStore")
-        try:
-            os.close(dbfile.open_private(real))  # 0600 before SQLite creates it (and -wal, -shm with its mode)
-            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-            try:
-                self._configure()
-                self._open_schema()
-            except BaseException:
-                self._conn.close()
-                raise
-        except sqlite3.Error as exc:
-            os.close(self._lock_fd)
-            raise StoreError(f"cannot open node store {self.path}: {exc}") from exc
-        except BaseException:
-            os.close(self._lock_fd)
-            raise
+        self._conn, self._lock_fd = dbfile.open_file(
+            self.path, kind="node store", owner="NodeStore", table="schema_version", version=SCHEMA_VERSION,
+            schema=_SCHEMA, migrations=_MIGRATIONS, schema_name="schema version", foreign_keys=True,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return f"NodeStore({self.path!r}{', closed' if self._closed else ''})"
@@ -227,17 +210,6 @@ class NodeStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- opening -------------------------------------------------------------------
-
-    def _configure(self) -> None:
-        dbfile.configure(self._conn, self.path, foreign_keys=True)
-
-    def _open_schema(self) -> None:
-        dbfile.open_schema(
-            self._conn, self.path, table="schema_version", version=SCHEMA_VERSION, schema=_SCHEMA,
-            migrations=_MIGRATIONS, kind="node store", schema_name="schema version",
-        )  # fmt: skip
 
     # -- plumbing ------------------------------------------------------------------
 
