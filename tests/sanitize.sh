@@ -33,7 +33,7 @@ tar -C "$repo" -cf - --exclude=.git --exclude=build --exclude='*.so' --exclude='
 venv="$work/venv"
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q pytest hypothesis galois numpy cryptography
+"$venv/bin/python" -m pip install -q pytest pytest-timeout hypothesis galois numpy cryptography
 MPSS_FAST_DEBUG=1 "$venv/bin/python" -m pip install -q --no-cache-dir "$src"
 echo "sanitize.sh: built and installed in $((SECONDS - start)) s"
 

@@ -367,3 +367,20 @@ def test_records_d_never_confirmed_before_s_restarted_are_voided_at_d(tmp_path: 
         assert again._void[PAIR] == []  # the mark moved: nothing answered is ever voided
 
     asyncio.run(Ends(tmp_path).run(body))
+
+
+def test_the_refill_stops_on_one_cancel_even_as_it_is_woken(tmp_path: Path) -> None:
+    """A cancel that lands as the refill's wake-up event is set must still stop it (the node's stop awaits it)."""
+
+    async def body(ends: Ends) -> None:
+        await until(lambda: full(ends))  # the refill now waits for its wake-up
+        for _ in range(50):
+            task = asyncio.ensure_future(ends.s._refill(PAIR))
+            await asyncio.sleep(0.002)  # waiting on the event
+            ends.s._wake[PAIR].set()
+            task.cancel()  # in the same turn as the wake-up
+            done, _ = await asyncio.wait({task}, timeout=1.0)
+            assert done, "the refill survived its cancellation"
+            ends.s._wake[PAIR].clear()
+
+    asyncio.run(Ends(tmp_path).run(body))

@@ -245,7 +245,10 @@ class KeyFlow:
                     await asyncio.sleep(0)  # let the proofs and requests in
             wake.clear()
             try:
-                await asyncio.wait_for(wake.wait(), timeout=self.settings.pending_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+                # lands as the event is set, and a refill that survives close() hangs the node's stop
+                async with asyncio.timeout(self.settings.pending_s):
+                    await wake.wait()
             except TimeoutError:
                 pass
 
