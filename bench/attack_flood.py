@@ -358,7 +358,7 @@ class Apps:
         self._loop.run_until_complete(self._main())
 
     async def _main(self) -> None:
-        from mpss_fast.node.etsi014_client import Etsi014Client
+        from mpss_fast.etsi014.client import Etsi014Client
 
         self._go = asyncio.Event()
         self._go.set()

@@ -1,6 +1,6 @@
 """The adversary harness: an in-process MPSS network of real nodes, an attacker on every link, relays it owns.
 
-Each node is the daemon's own share logic (``ShareNode``) over its own SQLite ``NodeStore``;
+Each node is the daemon's own share logic (``ShareNode``) over its own SQLite ``LinkStore``;
 every directed link holds a random key stream that both of its ends were given. Packets
 do not go through sockets: each one a node sends is handed to the attacker
 (``Attacker.on_link``), which returns what the receiver gets (the packet, nothing,
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from mpss_fast.kmp import Topology, disjoint_paths
-from mpss_fast.node import NodeStore
 from mpss_fast.node.config import AppPair, NodeConfig
 from mpss_fast.node.linkkeys import link_name
 from mpss_fast.node.shares import ShareNode
+from mpss_fast.node.store import LinkStore
 from mpss_fast.relay import MAC_KEY_BYTES, Destination
 from mpss_fast.wire import Packet, address, parse_packet
 
@@ -89,7 +89,7 @@ class AdversaryNet:
         self.attacker = attacker or Attacker()
         self.compromised = frozenset(compromised)
         self.streams: dict[str, bytes] = {}
-        self.stores: dict[str, NodeStore] = {}
+        self.stores: dict[str, LinkStore] = {}
         self.nodes: dict[str, ShareNode] = {}
         self.delivered: dict[str, dict[uuid.UUID, tuple[bytes, str]]] = defaultdict(dict)
         self.truth: dict[uuid.UUID, Truth] = {}
@@ -102,7 +102,7 @@ class AdversaryNet:
         tampering = frozenset(tamper)
         tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
         for name in topology.nodes:
-            self.stores[name] = NodeStore(tmp / f"{name}.db")
+            self.stores[name] = LinkStore(tmp / f"{name}.db")
         for link in topology.links:
             for a, b in ((link.a, link.b), (link.b, link.a)):
                 stream = os.urandom(link_bytes)

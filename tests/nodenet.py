@@ -41,10 +41,11 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from mpss_fast.node import kme_sim
-from mpss_fast.node.etsi014 import KeyList
-from mpss_fast.node.etsi014_client import Etsi014Client, ssl_client_context
-from mpss_fast.node.etsi014_server import RunningServer
+from mpss_fast.etsi014 import kme_sim
+from mpss_fast.etsi014.client import Etsi014Client
+from mpss_fast.etsi014.model import KeyList
+from mpss_fast.https.server import RunningServer
+from mpss_fast.https.tls import ssl_client_context
 
 from . import nodelab
 from .netns import Lab, in_netns

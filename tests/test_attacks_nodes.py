@@ -44,9 +44,9 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
+from mpss_fast.etsi014 import kme_sim
+from mpss_fast.etsi014.client import Etsi014Client
 from mpss_fast.exceptions import Etsi014BadRequestError
-from mpss_fast.node import kme_sim
-from mpss_fast.node.etsi014_client import Etsi014Client
 from mpss_fast.wire import Srh, address, encode_packet, parse_packet
 
 from . import nodelab

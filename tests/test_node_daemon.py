@@ -18,11 +18,11 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
+from mpss_fast.etsi014 import kme_sim
+from mpss_fast.etsi014.client import Etsi014Client
 from mpss_fast.exceptions import Etsi014BadRequestError, Etsi014UnauthorizedError, NodeConfigError
-from mpss_fast.node import kme_sim
 from mpss_fast.node.config import load_config, parse_config
 from mpss_fast.node.daemon import Node
-from mpss_fast.node.etsi014_client import Etsi014Client
 
 from . import nodelab
 

@@ -24,20 +24,20 @@ import aiohttp
 import pytest
 
 from mpss_fast import cli
+from mpss_fast.etsi014.backend import KeyBackend
+from mpss_fast.etsi014.client import Etsi014Client
+from mpss_fast.etsi014.kme_sim import KmeSimBackend, parse_sae_pair
+from mpss_fast.etsi014.model import KeyLimits, KeyStatus
+from mpss_fast.etsi014.server import make_app
 from mpss_fast.exceptions import (
     Etsi014BadRequestError,
     Etsi014ConnectionError,
     Etsi014UnauthorizedError,
     Etsi014UnavailableError,
-    KeyPoolExhaustedError,
     ParameterError,
 )
-from mpss_fast.node import NodeStore
-from mpss_fast.node.etsi014 import KeyLimits, KeyStatus, sae_pair
-from mpss_fast.node.etsi014_backend import KeyBackend, StoreBackend
-from mpss_fast.node.etsi014_client import Etsi014Client, ssl_client_context
-from mpss_fast.node.etsi014_server import make_app, ssl_server_context, start_server
-from mpss_fast.node.kme_sim import KmeSimBackend, parse_listen, parse_sae_pair
+from mpss_fast.https.server import parse_listen, start_server
+from mpss_fast.https.tls import ssl_client_context, ssl_server_context
 
 from .pki import Ca
 
@@ -400,52 +400,6 @@ def test_client_plain_http_development(pki: Pki) -> None:
     _serve(pki, _sim(), body, tls=False, require_client_cert=False)
 
 
-# -- StoreBackend: a node's applications ------------------------------------------------
-
-
-def test_store_backend_source_and_destination(pki: Pki, tmp_path: Path) -> None:
-    made: list[tuple[uuid.UUID, bytes]] = []
-    empty = [False]
-
-    async def factory(master: str, slave: str, size_bits: int) -> tuple[uuid.UUID, bytes]:
-        if empty[0]:
-            raise KeyPoolExhaustedError("no link key")
-        made.append((uuid.uuid4(), os.urandom(size_bits // 8)))
-        return made[-1]
-
-    with NodeStore(tmp_path / "node.db") as store:
-        backend = StoreBackend(store, factory, kme_id="node-a", pairs={("A", "B"): "node-b"})
-        pending = [(uuid.uuid4(), os.urandom(32)) for _ in range(3)]
-        for kid, key in pending:  # rebuilt by the node for the pair (A, B), waiting for B
-            store.put_key(kid, key, peer=sae_pair("A", "B"))
-
-        async def body(url: str) -> None:
-            async with pki.client(url, "A") as a, pki.client(url, "B") as b:
-                status = await a.status("B")
-                assert (status.source_KME_ID, status.target_KME_ID, status.stored_key_count) == ("node-a", "node-b", 3)
-                keys = await a.enc_keys("B", 2, 256)
-                assert keys == made
-                assert store.issued_keys(sae_pair("A", "B")) == [kid for kid, _ in made]
-                assert await b.dec_keys("A", [pending[0][0]]) == [pending[0]]
-                with pytest.raises(Etsi014BadRequestError, match="already delivered"):
-                    await b.dec_keys("A", [pending[0][0]])
-                with pytest.raises(Etsi014BadRequestError, match="unknown"):  # issued at the source: not B's
-                    await b.dec_keys("A", [made[0][0]])
-                with pytest.raises(Etsi014BadRequestError, match="unknown"):  # one bad ID: none delivered
-                    await b.dec_keys("A", [pending[1][0], uuid.uuid4()])
-                assert store.pending_keys(sae_pair("A", "B")) == [kid for kid, _ in pending[1:]]
-                assert await b.dec_keys("A", [kid for kid, _ in pending[1:]]) == pending[1:]
-                with pytest.raises(Etsi014UnauthorizedError):
-                    await b.enc_keys("A")  # (B, A) is not a pair here
-                empty[0] = True
-                with pytest.raises(Etsi014UnavailableError):
-                    await a.enc_keys("B")
-
-        _serve(pki, backend, body)
-    with pytest.raises(ParameterError):
-        StoreBackend(store, factory, kme_id="node-a", pairs={})
-
-
 # -- the KME simulator, end to end, and the command -------------------------------------
 
 
@@ -517,7 +471,7 @@ def test_cli_kme_sim_serves_two_saes(pki: Pki) -> None:
 
 def test_import_mpss_fast_does_not_import_aiohttp() -> None:
     code = (
-        "import sys, mpss_fast, mpss_fast.cli, mpss_fast.node, mpss_fast.node.etsi014, mpss_fast.node.etsi014_backend\n"
+        "import sys, mpss_fast, mpss_fast.cli, mpss_fast.node, mpss_fast.etsi014.model, mpss_fast.etsi014.backend\n"
         "assert 'aiohttp' not in sys.modules, 'aiohttp imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)

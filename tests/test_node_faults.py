@@ -36,15 +36,16 @@ aiohttp = pytest.importorskip("aiohttp")
 
 from aiohttp import web  # noqa: E402
 
+from mpss_fast.etsi014 import kme_sim  # noqa: E402
+from mpss_fast.etsi014.client import Etsi014Client  # noqa: E402
+from mpss_fast.etsi014.model import KeyList  # noqa: E402
 from mpss_fast.exceptions import Etsi014ConnectionError, NodeError  # noqa: E402
-from mpss_fast.node import daemon, kme_sim, linkkeys  # noqa: E402
+from mpss_fast.https.server import REQUIRE_CLIENT_CERT, start_server  # noqa: E402
+from mpss_fast.node import daemon, linkkeys  # noqa: E402
 from mpss_fast.node.config import parse_config  # noqa: E402
 from mpss_fast.node.daemon import Node  # noqa: E402
-from mpss_fast.node.etsi014 import KeyList  # noqa: E402
-from mpss_fast.node.etsi014_client import Etsi014Client  # noqa: E402
-from mpss_fast.node.etsi014_server import REQUIRE_CLIENT_CERT, start_server  # noqa: E402
 from mpss_fast.node.linkkeys import LinkKeyFeeder, LinkKeyReceiver  # noqa: E402
-from mpss_fast.node.store import NodeStore  # noqa: E402
+from mpss_fast.node.store import LinkStore  # noqa: E402
 
 from . import nodelab  # noqa: E402
 
@@ -116,8 +117,8 @@ class FaultyKme(kme_sim.KmeSimBackend):
 class Link:
     kme: FaultyKme
     kme_url: str
-    a: NodeStore
-    b: NodeStore
+    a: LinkStore
+    b: LinkStore
     receiver: LinkKeyReceiver
     answers: list[str] = field(default_factory=list)
     clients: list[Etsi014Client] = field(default_factory=list)
@@ -154,7 +155,7 @@ async def _link(tmp_path: Path, faulty: str) -> AsyncIterator[Link]:
     kme = FaultyKme([("A", "B")], {faulty})
     server = await kme_sim.start(kme, "127.0.0.1", 0, plain_http=True)
     url = f"http://127.0.0.1:{server.port}"
-    a, b = NodeStore(tmp_path / "A.db"), NodeStore(tmp_path / "B.db")
+    a, b = LinkStore(tmp_path / "A.db"), LinkStore(tmp_path / "B.db")
     b_kme = Etsi014Client(url, sae_id="B", timeout=5)
     link = Link(kme, url, a, b, LinkKeyReceiver(b, LINK, b_kme, "A"))
     link.clients.append(b_kme)

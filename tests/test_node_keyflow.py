@@ -17,7 +17,7 @@ import pytest
 
 from mpss_fast.node.config import AppPair, StoreSettings
 from mpss_fast.node.keyflow import FlowUnavailableError, KeyFlow, UnitMissingError
-from mpss_fast.node.keystore import KeyStore, LedgerMismatchError, Range
+from mpss_fast.node.store.keys import KeyStore, LedgerMismatchError, Range
 
 APP = AppPair("app-S", "app-D", "S", "D")
 PAIR = (APP.master, APP.slave)

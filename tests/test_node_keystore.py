@@ -38,8 +38,8 @@ from mpss_fast.exceptions import (
     StorePermissionError,
     StoreVersionError,
 )
-from mpss_fast.node import NodeStore
-from mpss_fast.node.keystore import (
+from mpss_fast.node.store import LinkStore
+from mpss_fast.node.store.keys import (
     CONSUMED,
     EXPIRED,
     KEYSTORE_SCHEMA_VERSION,
@@ -560,7 +560,7 @@ def test_everything_committed_survives_a_reopen(tmp_path: Path) -> None:
 
 CHILD = r"""
 import hashlib, os, random, sys, time
-from mpss_fast.node.keystore import KeyStore, NotEnoughKeyError
+from mpss_fast.node.store.keys import KeyStore, NotEnoughKeyError
 
 PAIR = ("app-S", "app-D")
 def material(unit, size):
@@ -728,12 +728,12 @@ def test_one_store_per_file_and_no_foreign_files(tmp_path: Path) -> None:
     with KeyStore(db):
         with pytest.raises(StoreLockedError):
             KeyStore(db)
-    with NodeStore(tmp_path / "node.db"):
+    with LinkStore(tmp_path / "node.db"):
         pass
     with pytest.raises(StoreVersionError, match="not an mpss key store"):
         KeyStore(tmp_path / "node.db")
     with pytest.raises(StoreVersionError, match="not an mpss node store"):
-        NodeStore(db)
+        LinkStore(db)
     conn = sqlite3.connect(db)
     conn.execute("UPDATE keystore_version SET version = ?", (KEYSTORE_SCHEMA_VERSION + 1,))
     conn.commit()

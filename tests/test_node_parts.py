@@ -27,25 +27,26 @@ import pytest
 
 aiohttp = pytest.importorskip("aiohttp")
 
+from mpss_fast.etsi014 import kme_sim  # noqa: E402
+from mpss_fast.etsi014.client import Etsi014Client  # noqa: E402
+from mpss_fast.etsi014.model import KeyList  # noqa: E402
 from mpss_fast.exceptions import (  # noqa: E402
     Etsi014BadRequestError,
     Etsi014ConnectionError,
-    Etsi014Error,
     Etsi014UnauthorizedError,
     Etsi014UnavailableError,
     NodeConfigError,
+    PeerApiError,
     StoreError,
 )
-from mpss_fast.node import kme_sim  # noqa: E402
+from mpss_fast.https.server import start_server  # noqa: E402
+from mpss_fast.https.tls import ssl_client_context, ssl_server_context  # noqa: E402
 from mpss_fast.node.app_backend import FlowBackend  # noqa: E402
 from mpss_fast.node.config import AppPair, NodeConfig, StoreSettings, load_config, parse_config  # noqa: E402
 from mpss_fast.node.daemon import Node  # noqa: E402
-from mpss_fast.node.etsi014 import KeyList  # noqa: E402
-from mpss_fast.node.etsi014_client import Etsi014Client, ssl_client_context  # noqa: E402
-from mpss_fast.node.etsi014_server import ssl_server_context, start_server  # noqa: E402
 from mpss_fast.node.linkkeys import LinkKeyFeeder, LinkKeyReceiver  # noqa: E402
 from mpss_fast.node.peer_api import NODE_HEADER, PEER_PREFIX, PeerClient, make_peer_app  # noqa: E402
-from mpss_fast.node.store import NodeStore  # noqa: E402
+from mpss_fast.node.store import LinkStore  # noqa: E402
 from mpss_fast.relay import LinkKeyPool, first_hop_packet, first_hop_route, relay_packet, seal_shares  # noqa: E402
 
 from . import nodelab  # noqa: E402
@@ -577,8 +578,8 @@ class Link:
     tmp: Path
     kme: Kme
     kme_url: str
-    a: NodeStore
-    b: NodeStore
+    a: LinkStore
+    b: LinkStore
     receiver: LinkKeyReceiver
     answers: list[str]
     clients: list[Etsi014Client]
@@ -596,7 +597,7 @@ class Link:
 
     def feeder(
         self,
-        store: NodeStore | None = None,
+        store: LinkStore | None = None,
         announce: Callable[[int, list[uuid.UUID], int], Awaitable[str]] | None = None,
         *,
         low_water: int = BATCH_BYTES,
@@ -614,10 +615,10 @@ class Link:
             interval=0.01,
         )
 
-    def reopen_a(self) -> NodeStore:
+    def reopen_a(self) -> LinkStore:
         """A restarts: its store is closed and opened again."""
         self.a.close()
-        self.a = NodeStore(self.tmp / "A.db")
+        self.a = LinkStore(self.tmp / "A.db")
         return self.a
 
     def ends(self) -> tuple[int, int]:
@@ -643,7 +644,7 @@ async def _link(tmp_path: Path) -> AsyncIterator[Link]:
     kme = Kme()
     server = await kme_sim.start(kme, "127.0.0.1", 0, plain_http=True)
     url = f"http://127.0.0.1:{server.port}"
-    a, b = NodeStore(tmp_path / "A.db"), NodeStore(tmp_path / "B.db")
+    a, b = LinkStore(tmp_path / "A.db"), LinkStore(tmp_path / "B.db")
     clients: list[Etsi014Client] = []
     link = Link(tmp_path, kme, url, a, b, LinkKeyReceiver(b, LINK, Etsi014Client(url, sae_id="B"), "A"), [], clients)
     clients.append(link.receiver.kme)
@@ -844,7 +845,7 @@ def peer_pki(tmp_path_factory: pytest.TempPathFactory) -> PeerPki:
 class PeerB:
     url: str
     kme: Kme
-    store: NodeStore
+    store: LinkStore
     tls: bool
 
     @property
@@ -861,7 +862,7 @@ class PeerB:
 async def _peer_b(tmp_path: Path, pki: PeerPki | None) -> AsyncIterator[PeerB]:
     kme = Kme()
     kme_server = await kme_sim.start(kme, "127.0.0.1", 0, plain_http=True)
-    store = NodeStore(tmp_path / "B.db")
+    store = LinkStore(tmp_path / "B.db")
     store.add_key("B>A", os.urandom(1000))
     kme_client = Etsi014Client(f"http://127.0.0.1:{kme_server.port}", sae_id="B")
 
@@ -953,7 +954,7 @@ def test_announcements_from_anyone_but_the_neighbour_are_refused(tmp_path: Path,
             else:  # a client certificate whose CN is C, in a client that claims to be A
                 c_as_a = _peer(b, "A", tls_mode, cert="C")
                 try:
-                    with pytest.raises(Etsi014Error, match=r"refused keys: HTTP 403: node C is not a neighbour"):
+                    with pytest.raises(PeerApiError, match=r"refused keys: HTTP 403: node C is not a neighbour"):
                         await c_as_a.announce(0, [uuid.UUID(i) for i in ids], KEY_BITS)
                 finally:
                     await c_as_a.close()
@@ -1034,7 +1035,7 @@ def test_position_reports_by_others_or_beyond_the_pool_are_refused(tmp_path: Pat
 
             a = _peer(b, "A", tls_mode)
             try:
-                with pytest.raises(Etsi014Error, match=r"refused position: HTTP 503: .*cannot skip to key ID 1001"):
+                with pytest.raises(PeerApiError, match=r"refused position: HTTP 503: .*cannot skip to key ID 1001"):
                     await a.report_position(1001)
                 assert (b.outgoing.position, b.outgoing.available) == (0, 1000)
                 assert await a.report_position(1000) == 1000
@@ -1075,13 +1076,13 @@ def test_peer_client_errors_say_what_happened(tmp_path: Path) -> None:
             c = PeerClient(b.url, "C", ssl_context=None, timeout=5)
             nowhere = PeerClient(f"http://127.0.0.1:{_closed_port()}/", "A", ssl_context=None, timeout=5)
             try:
-                with pytest.raises(Etsi014Error, match=r"refused keys: HTTP 403: node C is not a neighbour of this"):
+                with pytest.raises(PeerApiError, match=r"refused keys: HTTP 403: node C is not a neighbour of this"):
                     await c.announce(0, [uuid.uuid4()], KEY_BITS)
-                with pytest.raises(Etsi014Error, match=r"refused position: HTTP 403: node C is not a neighbour of"):
+                with pytest.raises(PeerApiError, match=r"refused position: HTTP 403: node C is not a neighbour of"):
                     await c.report_position(1)
-                with pytest.raises(Etsi014Error, match=r"neighbour http://127\.0\.0\.1:\d+ did not answer: "):
+                with pytest.raises(PeerApiError, match=r"neighbour http://127\.0\.0\.1:\d+ did not answer: "):
                     await nowhere.announce(0, [uuid.uuid4()], KEY_BITS)
-                with pytest.raises(Etsi014Error, match=r"did not answer: ClientConnectorError"):
+                with pytest.raises(PeerApiError, match=r"did not answer: ClientConnectorError"):
                     await nowhere.report_position(1)
             finally:
                 await c.close()
@@ -1096,7 +1097,7 @@ def test_peer_client_reports_a_refusal_without_json_as_a_refusal(tmp_path: Path)
         async with _peer_b(tmp_path, None) as b:
             wrong = PeerClient(b.url + "/wrong", "A", ssl_context=None, timeout=5)  # a wrong peer_url: aiohttp's 404
             try:
-                with pytest.raises(Etsi014Error, match=r"HTTP 404"):
+                with pytest.raises(PeerApiError, match=r"HTTP 404"):
                     await wrong.announce(0, [uuid.uuid4()], KEY_BITS)
             finally:
                 await wrong.close()
@@ -1213,7 +1214,7 @@ def test_bad_packets_are_dropped_by_reason_and_the_node_keeps_working(tmp_path: 
         udp=udp,
         extra=lambda n: {"keys": {"refill_interval_s": 0.5}},
     )["D"]
-    with NodeStore(tmp_path / "D.db") as store:
+    with LinkStore(tmp_path / "D.db") as store:
         store.add_key("R1>D", material)
     host, port = raw["udp"]["D"].split(":")
     to_d = (host, int(port))

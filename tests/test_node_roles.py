@@ -29,12 +29,13 @@ import pytest
 
 aiohttp = pytest.importorskip("aiohttp")
 
+from mpss_fast.etsi014 import kme_sim  # noqa: E402
+from mpss_fast.etsi014.server import make_app  # noqa: E402
 from mpss_fast.exceptions import NodeConfigError, NodeError  # noqa: E402
-from mpss_fast.node import kme_sim  # noqa: E402
+from mpss_fast.https.server import start_server  # noqa: E402
+from mpss_fast.https.tls import ssl_client_context, ssl_server_context  # noqa: E402
 from mpss_fast.node.config import parse_config  # noqa: E402
 from mpss_fast.node.daemon import Node  # noqa: E402
-from mpss_fast.node.etsi014_client import ssl_client_context  # noqa: E402
-from mpss_fast.node.etsi014_server import make_app, ssl_server_context, start_server  # noqa: E402
 from mpss_fast.node.peer_api import NODE_HEADER, PEER_PREFIX, make_peer_app  # noqa: E402
 
 from . import nodelab  # noqa: E402
@@ -360,8 +361,8 @@ def test_a_certificate_with_two_cns_is_refused_by_both_servers(pki: NodePki) -> 
 
 
 def test_one_identity_for_certificates_and_the_cn_rules() -> None:
-    from mpss_fast.exceptions import Etsi014UnauthorizedError
-    from mpss_fast.node.identity import cert_identity
+    from mpss_fast.exceptions import HttpUnauthorizedError
+    from mpss_fast.https.identity import cert_identity
 
     def cert(*rdns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
         return {"subject": rdns}
@@ -381,7 +382,7 @@ def test_one_identity_for_certificates_and_the_cn_rules() -> None:
         (cert((("commonName", ""),)), "an empty CN"),
         ({}, "exactly one CN; it names 0"),
     ):
-        with pytest.raises(Etsi014UnauthorizedError, match=why):
+        with pytest.raises(HttpUnauthorizedError, match=why):
             cert_identity(bad)
 
 
@@ -419,7 +420,7 @@ def test_one_node_certificate_used_from_two_places_is_warned_about_once(
 
 
 def test_the_duplicate_watch_warns_once_per_episode(caplog: pytest.LogCaptureFixture) -> None:
-    from mpss_fast.node.identity import DuplicateWatch
+    from mpss_fast.https.identity import DuplicateWatch
 
     now = [0.0]
     watch = DuplicateWatch(window_s=10.0, clock=lambda: now[0])

@@ -19,10 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mpss_fast.exceptions import (
-    DuplicateKeyError,
     InputTypeError,
-    KeyAlreadyDeliveredError,
-    KeyNotFoundError,
     KeyPoolExhaustedError,
     KeyReuseError,
     ParameterError,
@@ -32,7 +29,7 @@ from mpss_fast.exceptions import (
     StoreVersionError,
     UnknownLinkError,
 )
-from mpss_fast.node import CHUNK_BYTES, SCHEMA_VERSION, NodeStore
+from mpss_fast.node.store import CHUNK_BYTES, SCHEMA_VERSION, LinkStore
 
 from .rng import seeded_rng
 
@@ -56,7 +53,7 @@ def _recorded(path: Path, link: str = LINK) -> int:
 
 def test_resume_after_reopen(tmp_path: Path) -> None:
     db = tmp_path / "node.db"
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         store.add_key(LINK, STREAM[:5000])
         store.add_key(LINK, STREAM[5000:])
         pool = store.pool(LINK)
@@ -67,7 +64,7 @@ def test_resume_after_reopen(tmp_path: Path) -> None:
         assert (k1, bytes(m1), k2, bytes(m2)) == (0, STREAM[:100], 100, STREAM[100:4200])
         assert pool.take_at(4300, 10, accept) == STREAM[4300:4310]  # 100 bytes skipped
         assert store.links() == {LINK: (4310, len(STREAM))}
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         pool = store.pool(LINK)
         assert (pool.position, pool.available) == (4310, len(STREAM) - 4310)
         with pytest.raises(KeyReuseError):
@@ -76,14 +73,14 @@ def test_resume_after_reopen(tmp_path: Path) -> None:
         assert (key_id, bytes(material)) == (4310, STREAM[4310:])
         store.add_key(LINK, b"more")  # key added later reaches the live pool
         assert pool.take(4) == (len(STREAM), bytearray(b"more"))
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         assert store.pool(LINK).available == 0
         assert store.links() == {LINK: (len(STREAM) + 4, len(STREAM) + 4)}
 
 
 def test_position_is_committed_before_material_is_returned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "node.db"
-    store = NodeStore(db)
+    store = LinkStore(db)
     store.add_key(LINK, STREAM)
     pool = store.pool(LINK)
     seen: list[tuple[int, int]] = []
@@ -102,7 +99,7 @@ def test_position_is_committed_before_material_is_returned(tmp_path: Path, monke
 
 def test_recording_failure_withholds_the_material_and_never_reuses_it(tmp_path: Path) -> None:
     db = tmp_path / "node.db"
-    store = NodeStore(db)
+    store = LinkStore(db)
     store.add_key(LINK, STREAM)
     pool = store.pool(LINK)
     pool.take(10)
@@ -121,12 +118,12 @@ def test_recording_failure_withholds_the_material_and_never_reuses_it(tmp_path: 
     with pytest.raises(KeyReuseError):
         pool.take_at(10, 20, accept)
     store.close()
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         assert store.pool(LINK).position == 35
 
 
 def test_closed_store_hands_out_nothing(tmp_path: Path) -> None:
-    store = NodeStore(tmp_path / "node.db")
+    store = LinkStore(tmp_path / "node.db")
     store.add_key(LINK, STREAM)
     pool = store.pool(LINK)
     store.close()
@@ -137,16 +134,16 @@ def test_closed_store_hands_out_nothing(tmp_path: Path) -> None:
     pool.add(b"not from the store")
     with pytest.raises(StoreClosedError):
         pool.take(1)  # the position cannot be recorded: nothing is handed out
-    for call in (lambda: store.add_key(LINK, b"x"), lambda: store.pool(LINK), lambda: store.pending_keys("p")):
+    for call in (lambda: store.add_key(LINK, b"x"), lambda: store.pool(LINK), lambda: store.links()):
         with pytest.raises(StoreClosedError):
             call()
 
 
 CHILD = r"""
 import sys
-from mpss_fast.node import NodeStore
+from mpss_fast.node.store import LinkStore
 
-store = NodeStore(sys.argv[1], lease_bytes=int(sys.argv[3]))
+store = LinkStore(sys.argv[1], lease_bytes=int(sys.argv[3]))
 pool = store.pool(sys.argv[2])
 size = 1
 out = sys.stdout
@@ -163,7 +160,7 @@ def test_kill_9_at_random_moments_never_reuses_a_pad(tmp_path: Path, lease: int,
     db = tmp_path / "node.db"
     rng = random.Random(20240611 + lease)
     stream = seeded_rng(b"crash stream")(1 << 20)
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         store.add_key(LINK, stream)
     used_until = 0  # end of the last range any child reported as used
     position = 0
@@ -193,7 +190,7 @@ def test_kill_9_at_random_moments_never_reuses_a_pad(tmp_path: Path, lease: int,
             assert bytes.fromhex(head) == stream[key_id : key_id + min(size, 4)]
             used_until = key_id + size
             reported += size
-        with NodeStore(db) as store:
+        with LinkStore(db) as store:
             resumed = store.pool(LINK)
             assert resumed.position >= used_until  # everything reported is behind the resume point
             assert resumed.position >= position  # positions only move forward
@@ -215,7 +212,7 @@ def test_consumed_material_is_gone_from_the_files(tmp_path: Path) -> None:
     db = tmp_path / "node.db"
     records = [b"PAD-%011d|" % i for i in range(2000)]  # 16 bytes each: record i is key IDs 16i..16i+15
     material = b"".join(records)
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         store.add_key(LINK, material)
         store.checkpoint()
         assert _scan(tmp_path, records[0]) == ["node.db"]  # the scan does find stored material
@@ -230,46 +227,8 @@ def test_consumed_material_is_gone_from_the_files(tmp_path: Path) -> None:
     assert not (tmp_path / "node.db-wal").exists() or (tmp_path / "node.db-wal").stat().st_size == 0
 
 
-def test_e2e_keys_are_delivered_once_across_reopen(tmp_path: Path) -> None:
-    db = tmp_path / "node.db"
-    ids = [uuid.UUID(int=i + 1) for i in range(4)]
-    clock = iter(range(100, 200))
-    with NodeStore(db, clock=lambda: float(next(clock))) as store:
-        for i, key_id in enumerate(ids):
-            store.put_key(key_id, bytes([i]) * 32, peer="sae-a")
-        store.issue_key(uuid.UUID(int=99), peer="sae-b")
-        assert store.take_key(ids[0], peer="sae-a") == bytes(32)
-        with pytest.raises(DuplicateKeyError):
-            store.put_key(ids[0], b"again", peer="sae-a")  # even once delivered
-        with pytest.raises(DuplicateKeyError):
-            store.issue_key(ids[1], peer="sae-b")
-    with NodeStore(db) as store:
-        assert store.pending_keys("sae-a") == ids[1:]
-        assert store.issued_keys("sae-b") == [uuid.UUID(int=99)]
-        with pytest.raises(KeyAlreadyDeliveredError):
-            store.take_key(ids[0], peer="sae-a")
-        with pytest.raises(KeyNotFoundError):
-            store.take_key(ids[1], peer="sae-b")  # stored for another peer
-        with pytest.raises(KeyNotFoundError):
-            store.take_key(uuid.UUID(int=99), peer="sae-b")  # issued keys are not delivered here
-        with pytest.raises(KeyNotFoundError):
-            store.take_key(uuid.uuid4(), peer="sae-a")
-        assert store.take_key(ids[1], peer="sae-a") == bytes([1]) * 32
-        assert [store.key_state(k, peer="sae-a") for k in ids] == ["delivered", "delivered", "pending", "pending"]
-        assert store.key_state(ids[0], peer="nobody") is None
-    with NodeStore(db) as store:
-        assert store.pending_keys("sae-a") == ids[2:]
-        with pytest.raises(KeyAlreadyDeliveredError):
-            store.take_key(ids[1], peer="sae-a")
-        assert store.forget_delivered(before=106.0) == 1  # ids[0], delivered at 105 (ids[1] at time.time())
-        with pytest.raises(KeyNotFoundError):
-            store.take_key(ids[0], peer="sae-a")
-    raw = (tmp_path / "node.db").read_bytes()
-    assert bytes([1]) * 32 not in raw and bytes([2]) * 32 in raw  # delivered bytes zeroed, pending kept
-
-
 def test_threads_share_one_store(tmp_path: Path) -> None:
-    store = NodeStore(tmp_path / "node.db")
+    store = LinkStore(tmp_path / "node.db")
     store.add_key(LINK, STREAM[:1000])
     pool = store.pool(LINK)
     taken: list[tuple[int, bytes]] = []
@@ -299,17 +258,16 @@ def test_threads_share_one_store(tmp_path: Path) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    def keys(n: int) -> None:
+    def reader() -> None:
         try:
-            for i in range(30):
-                key_id = uuid.UUID(int=n * 1000 + i)
-                store.put_key(key_id, b"k" * 32, peer=f"p{n}")
-                assert store.take_key(key_id, peer=f"p{n}") == b"k" * 32
+            for _ in range(30):
+                position, end = store.links()[LINK]
+                assert 0 <= position <= end
         except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=taker) for _ in range(4)]
-    threads += [threading.Thread(target=feeder)] + [threading.Thread(target=keys, args=(n,)) for n in range(2)]
+    threads += [threading.Thread(target=feeder)] + [threading.Thread(target=reader) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -318,7 +276,6 @@ def test_threads_share_one_store(tmp_path: Path) -> None:
     assert sorted(k for k, _ in taken) == [13 * i for i in range(160)]  # no overlap, no gap
     assert all(m == STREAM[k : k + 13] for k, m in taken)
     assert store.links()[LINK][0] == 13 * 160
-    assert store.pending_keys("p0") == store.pending_keys("p1") == []
     store.close()
 
 
@@ -329,13 +286,6 @@ BAD_CALLS: list[tuple[str, Any, type[Exception]]] = [
     ("empty material", lambda s: s.add_key(LINK, b""), ParameterError),
     ("str material", lambda s: s.add_key(LINK, "key"), InputTypeError),
     ("int material", lambda s: s.add_key(LINK, 5), InputTypeError),
-    ("str key_id", lambda s: s.put_key(str(uuid.uuid4()), b"k", peer="p"), InputTypeError),
-    ("empty key", lambda s: s.put_key(uuid.uuid4(), b"", peer="p"), ParameterError),
-    ("str key", lambda s: s.put_key(uuid.uuid4(), "k", peer="p"), InputTypeError),
-    ("empty peer", lambda s: s.put_key(uuid.uuid4(), b"k", peer=""), ParameterError),
-    ("peer not str", lambda s: s.take_key(uuid.uuid4(), peer=1), InputTypeError),
-    ("bytes key_id", lambda s: s.take_key(uuid.uuid4().bytes, peer="p"), InputTypeError),
-    ("bad before", lambda s: s.forget_delivered("yesterday"), InputTypeError),
     ("negative start", lambda s: s.add_key(LINK, b"x", start=-1), ParameterError),
     ("bool start", lambda s: s.add_key(LINK, b"x", start=True), ParameterError),
     ("str start", lambda s: s.add_key(LINK, b"x", start="0"), ParameterError),
@@ -355,7 +305,7 @@ BAD_CALLS: list[tuple[str, Any, type[Exception]]] = [
 
 @pytest.mark.parametrize(("call", "error"), [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
 def test_bad_inputs_raise_specific_errors(tmp_path: Path, call: Any, error: type[Exception]) -> None:
-    with NodeStore(tmp_path / "node.db") as store:
+    with LinkStore(tmp_path / "node.db") as store:
         with pytest.raises(error):
             call(store)
         assert store.links() == {}  # nothing was written
@@ -363,20 +313,20 @@ def test_bad_inputs_raise_specific_errors(tmp_path: Path, call: Any, error: type
 
 
 def test_one_store_per_file(tmp_path: Path) -> None:
-    with NodeStore(tmp_path / "node.db"), pytest.raises(StoreLockedError):
-        NodeStore(tmp_path / "node.db")
-    NodeStore(tmp_path / "node.db").close()  # released on close
+    with LinkStore(tmp_path / "node.db"), pytest.raises(StoreLockedError):
+        LinkStore(tmp_path / "node.db")
+    LinkStore(tmp_path / "node.db").close()  # released on close
 
 
 def test_newer_schema_and_foreign_databases_are_refused(tmp_path: Path) -> None:
     db = tmp_path / "node.db"
-    NodeStore(db).close()
+    LinkStore(db).close()
     conn = sqlite3.connect(db)
     conn.execute("UPDATE schema_version SET version = 99")
     conn.commit()
     conn.close()
     with pytest.raises(StoreVersionError, match="99, newer"):
-        NodeStore(db)
+        LinkStore(db)
     other = tmp_path / "other.db"
     conn = sqlite3.connect(other)
     conn.execute("CREATE TABLE t (x)")
@@ -384,16 +334,16 @@ def test_newer_schema_and_foreign_databases_are_refused(tmp_path: Path) -> None:
     conn.close()
     other.chmod(0o600)  # private, or it is refused for that first (tests/test_store_permissions.py)
     with pytest.raises(StoreVersionError, match="not an mpss node store"):
-        NodeStore(other)
-    NodeStore(tmp_path / "fresh.db").close()  # and the lock was released after each refusal
+        LinkStore(other)
+    LinkStore(tmp_path / "fresh.db").close()  # and the lock was released after each refusal
     with pytest.raises(StoreVersionError):
-        NodeStore(db)
+        LinkStore(db)
 
 
 # -- leases: the committed position runs ahead of use ---------------------------------
 
 
-def _recordings(store: NodeStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def _recordings(store: LinkStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The position-recording transactions ``store`` commits from now on (each one an fsync)."""
     seen: list[str] = []
     write = store._write
@@ -420,7 +370,7 @@ def test_lease_commits_ahead_so_most_takes_commit_nothing(tmp_path: Path, monkey
     counts = {}
     for lease in (0, 1000):
         db = tmp_path / f"lease-{lease}.db"
-        with NodeStore(db, lease_bytes=lease) as store:
+        with LinkStore(db, lease_bytes=lease) as store:
             assert store.lease_bytes == lease
             store.add_key(LINK, STREAM)
             commits = _recordings(store, monkeypatch)
@@ -441,7 +391,7 @@ def test_lease_commits_ahead_so_most_takes_commit_nothing(tmp_path: Path, monkey
 
 def test_reopen_resumes_at_the_leased_position(tmp_path: Path) -> None:
     db = tmp_path / "node.db"
-    with NodeStore(db, lease_bytes=500) as store:
+    with LinkStore(db, lease_bytes=500) as store:
         store.add_key(LINK, STREAM)
         pool = store.pool(LINK)
         pool.take(100)
@@ -449,7 +399,7 @@ def test_reopen_resumes_at_the_leased_position(tmp_path: Path) -> None:
         assert (pool.high, store.links()) == (200, {LINK: (600, len(STREAM))})  # leased at the first take
         assert pool.position == 100  # 100..150 stays in the reordering window, in memory only
         assert pool.take(10) == (200, bytearray(STREAM[200:210]))  # this process still uses its lease
-    with NodeStore(db, lease_bytes=500) as store:
+    with LinkStore(db, lease_bytes=500) as store:
         pool = store.pool(LINK)
         assert (pool.position, pool.available) == (600, len(STREAM) - 600)  # 210..600 leased, unused: lost
         for key_id in (0, 209, 210, 599):
@@ -457,7 +407,7 @@ def test_reopen_resumes_at_the_leased_position(tmp_path: Path) -> None:
                 pool.take_at(key_id, 1, accept)
         assert pool.take(5) == (600, bytearray(STREAM[600:605]))
         assert store.links()[LINK][0] == 1105
-    with NodeStore(db) as store:  # reopened without a lease: still behind every lease
+    with LinkStore(db) as store:  # reopened without a lease: still behind every lease
         pool = store.pool(LINK)
         assert pool.position == 1105
         assert pool.take(1) == (1105, bytearray(STREAM[1105:1106]))
@@ -468,7 +418,7 @@ def test_lease_is_capped_at_the_stream_end_and_renewed_after_more_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "node.db"
-    with NodeStore(db, lease_bytes=1000) as store:
+    with LinkStore(db, lease_bytes=1000) as store:
         store.add_key(LINK, STREAM[:100])
         commits = _recordings(store, monkeypatch)
         pool = store.pool(LINK)
@@ -484,7 +434,7 @@ def test_lease_is_capped_at_the_stream_end_and_renewed_after_more_key(
         assert len(commits) == 2
         assert pool.take_at(151, 1, accept) == STREAM[151:152]
         assert len(commits) == 3 and store.links() == {LINK: (1152, 5000)}
-    with NodeStore(db, lease_bytes=1000) as store:
+    with LinkStore(db, lease_bytes=1000) as store:
         pool = store.pool(LINK)
         assert (pool.position, pool.available) == (1152, 5000 - 1152)
 
@@ -492,7 +442,7 @@ def test_lease_is_capped_at_the_stream_end_and_renewed_after_more_key(
 def test_bad_lease_is_refused(tmp_path: Path) -> None:
     for bad in (-1, True, 1.5, "8", None):
         with pytest.raises(ParameterError):
-            NodeStore(tmp_path / "node.db", lease_bytes=bad)
+            LinkStore(tmp_path / "node.db", lease_bytes=bad)
     assert list(tmp_path.iterdir()) == []  # refused before anything was opened
 
 
@@ -510,7 +460,7 @@ def test_random_takes_and_reopens_never_hand_out_a_byte_twice(lease: int, steps:
         db = Path(tmp) / "node.db"
         handed = bytearray(len(STREAM))  # 1 at every key ID ever handed out
         end = 2000
-        store = NodeStore(db, lease_bytes=lease)
+        store = LinkStore(db, lease_bytes=lease)
         try:
             store.add_key(LINK, STREAM[:end])
             pool = store.pool(LINK)
@@ -518,7 +468,7 @@ def test_random_takes_and_reopens_never_hand_out_a_byte_twice(lease: int, steps:
                 if kind == "reopen":
                     committed = _recorded(db)
                     store.close()
-                    store = NodeStore(db, lease_bytes=lease)
+                    store = LinkStore(db, lease_bytes=lease)
                     pool = store.pool(LINK)
                     assert pool.position == pool.high == committed  # no window survives a restart
                     assert not any(handed[committed:])
@@ -592,7 +542,7 @@ def _make_v1(path: Path, *extra: str) -> None:
         conn.commit()
     finally:
         conn.close()
-    path.chmod(0o600)  # as NodeStore leaves its files (a store open to others is refused)
+    path.chmod(0o600)  # as LinkStore leaves its files (a store open to others is refused)
 
 
 def _schema(path: Path) -> tuple[list[tuple[Any, ...]], set[str]]:
@@ -605,34 +555,34 @@ def _schema(path: Path) -> tuple[list[tuple[Any, ...]], set[str]]:
         conn.close()
 
 
-def test_a_version_1_database_is_migrated_with_its_data(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 2
+def test_a_version_1_database_is_migrated_with_its_link_material(tmp_path: Path) -> None:
+    """Version 1 -> 2 adds the batches table, 2 -> 3 drops the old per-key table (keys now live, confirmed,
+    in the key store); the link material, the part a node cannot make again, comes through intact."""
+    assert SCHEMA_VERSION == 3
     db = tmp_path / "node.db"
     _make_v1(db)
     assert _schema(db) == ([(1,)], {"schema_version", "links", "link_chunks", "keys"})
-    with NodeStore(db) as store:
-        assert _schema(db) == ([(2,)], {"schema_version", "links", "link_chunks", "keys", "link_batches"})
+    with LinkStore(db) as store:
+        assert _schema(db) == ([(3,)], {"schema_version", "links", "link_chunks", "link_batches"})
         assert store.links() == {LINK: (100, len(STREAM))}
         assert store.stream_end(LINK) == len(STREAM)
-        assert store.pending_keys("sae-1") == [uuid.UUID(int=1)]
         pool = store.pool(LINK)
         assert pool.take(5000) == (100, bytearray(STREAM[100:5100]))  # across the hand-made rows
         batch = store.stage_batch(LINK, [uuid.UUID(int=7)], b"fresh key")
         assert store.staged_batches(LINK) == [(batch, [uuid.UUID(int=7)], 9)]
-    with NodeStore(db) as store:  # reopened: no second migration, everything still there
-        assert _schema(db)[0] == [(2,)]
+    with LinkStore(db) as store:  # reopened: no second migration, everything still there
+        assert _schema(db)[0] == [(3,)]
         assert store.staged_batches(LINK) == [(batch, [uuid.UUID(int=7)], 9)]
         assert store.commit_batch(LINK, batch) == len(STREAM)
         pool = store.pool(LINK)
         assert pool.take(len(STREAM) - 5100 + 9)[1] == STREAM[5100:] + b"fresh key"
-        assert store.take_key(uuid.UUID(int=1), peer="sae-1") == b"k" * 32
 
 
 def test_a_failed_migration_leaves_version_1_untouched(tmp_path: Path) -> None:
     db = tmp_path / "node.db"
     _make_v1(db, "CREATE TABLE link_batches (x)")  # the migration's CREATE TABLE fails
     with pytest.raises(StoreError, match="link_batches"):
-        NodeStore(db)
+        LinkStore(db)
     assert _schema(db)[0] == [(1,)]  # rolled back as a whole
     conn = sqlite3.connect(db)
     conn.execute("DROP TABLE link_batches")
@@ -640,20 +590,20 @@ def test_a_failed_migration_leaves_version_1_untouched(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     with pytest.raises(StoreVersionError, match="no migration from schema version 0"):
-        NodeStore(db)
+        LinkStore(db)
     conn = sqlite3.connect(db)
     conn.execute("UPDATE schema_version SET version = 1")
     conn.commit()
     conn.close()
-    with NodeStore(db) as store:  # the lock was released after each refusal; now it migrates
+    with LinkStore(db) as store:  # the lock was released after each refusal; now it migrates
         assert store.links() == {LINK: (100, len(STREAM))}
-    assert _schema(db)[0] == [(2,)]
+    assert _schema(db)[0] == [(3,)]
 
 
-def test_a_new_database_gets_version_2(tmp_path: Path) -> None:
+def test_a_new_database_gets_version_3(tmp_path: Path) -> None:
     db = tmp_path / "node.db"
-    NodeStore(db).close()
-    assert _schema(db) == ([(2,)], {"schema_version", "links", "link_chunks", "keys", "link_batches"})
+    LinkStore(db).close()
+    assert _schema(db) == ([(3,)], {"schema_version", "links", "link_chunks", "link_batches"})
 
 
 # -- add_key(start=): the receiver side of the link key exchange -------------------------
@@ -661,7 +611,7 @@ def test_a_new_database_gets_version_2(tmp_path: Path) -> None:
 
 def test_add_key_with_start_ignores_a_repeated_batch_and_refuses_a_gap_or_overlap(tmp_path: Path) -> None:
     db = tmp_path / "node.db"
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         assert store.stream_end(LINK) == 0
         assert store.links() == {}  # asking does not create the link
         assert store.add_key(LINK, STREAM[:100], start=0) is True
@@ -673,12 +623,12 @@ def test_add_key_with_start_ignores_a_repeated_batch_and_refuses_a_gap_or_overla
             assert store.add_key(LINK, STREAM[start : start + size], start=start) is False
         assert pool.available == 400 and store.stream_end(LINK) == 400  # neither the pool nor the file grew
         for start, size in ((399, 2), (0, 401), (401, 5), (1000, 1)):  # overlaps the end, or leaves a gap
-            with pytest.raises(StoreError, match=f"batch at key ID {start}"):
+            with pytest.raises(StoreError, match=f"batch at offset {start}"):
                 store.add_key(LINK, STREAM[start : start + size] or b"x", start=start)
         assert store.stream_end(LINK) == 400
         assert pool.take(400)[1] == STREAM[:400]
         assert store.add_key(LINK, STREAM[0:50], start=350) is False  # consumed already: still "held"
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         assert store.stream_end(LINK) == 400
         assert store.add_key(LINK, STREAM[400:450], start=400) is True
         assert store.links() == {LINK: (400, 450)}
@@ -690,7 +640,7 @@ def test_add_key_with_start_ignores_a_repeated_batch_and_refuses_a_gap_or_overla
 def test_staged_batches_are_not_key_until_committed(tmp_path: Path) -> None:
     db = tmp_path / "node.db"
     ids = [uuid.UUID(int=i) for i in range(1, 6)]
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         first = store.stage_batch(LINK, ids[:2], STREAM[:64])
         assert store.staged_batches(LINK) == [(first, ids[:2], 64)]
         assert store.staged_batches("B->A") == []
@@ -707,7 +657,7 @@ def test_staged_batches_are_not_key_until_committed(tmp_path: Path) -> None:
         assert pool.available == 64  # staged: not in the live pool
         with pytest.raises(KeyPoolExhaustedError):
             pool.take(65)
-    with NodeStore(db) as store:  # staged batches survive a restart, with their key IDs
+    with LinkStore(db) as store:  # staged batches survive a restart, with their key IDs
         assert store.staged_batches(LINK) == [(second, ids[2:4], 64), (third, ids[4:], 32)]
         pool = store.pool(LINK)
         assert store.commit_batch(LINK, third) == 64  # in the order committed, not staged
@@ -715,13 +665,13 @@ def test_staged_batches_are_not_key_until_committed(tmp_path: Path) -> None:
         assert store.commit_batch(LINK, second) == 96
         assert store.staged_batches(LINK) == []
         assert pool.take(160)[1] == STREAM[:64] + STREAM[128:160] + STREAM[64:128]
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         assert store.links() == {LINK: (160, 160)}
 
 
 def test_commit_and_drop_of_unknown_or_foreign_batches(tmp_path: Path) -> None:
     db = tmp_path / "node.db"
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         batch = store.stage_batch(LINK, [uuid.UUID(int=1)], b"abc")
         with pytest.raises(StoreError, match=f"no staged batch {batch + 1}"):
             store.commit_batch(LINK, batch + 1)
@@ -740,7 +690,7 @@ def test_commit_and_drop_of_unknown_or_foreign_batches(tmp_path: Path) -> None:
         with pytest.raises(StoreError, match="no staged batch"):
             store.commit_batch(LINK, dropped)
         assert store.links() == {LINK: (0, 3)}
-    store = NodeStore(db)
+    store = LinkStore(db)
     store.close()
     for call in (
         lambda: store.stage_batch(LINK, [uuid.UUID(int=3)], b"x"),
@@ -756,7 +706,7 @@ def test_commit_and_drop_of_unknown_or_foreign_batches(tmp_path: Path) -> None:
 def test_dropped_batches_leave_no_material_in_the_files(tmp_path: Path) -> None:
     db = tmp_path / "node.db"
     dropped, kept = b"DROPPED-BATCH-%04d|" % 1, b"KEPT-BATCH-%04d|" % 2
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         a = store.stage_batch(LINK, [uuid.UUID(int=1)], dropped * 8)
         store.stage_batch(LINK, [uuid.UUID(int=2)], kept * 8)
         store.checkpoint()
@@ -768,7 +718,7 @@ def test_dropped_batches_leave_no_material_in_the_files(tmp_path: Path) -> None:
 
 
 def test_batch_numbers_of_the_wrong_type_are_refused(tmp_path: Path) -> None:
-    with NodeStore(tmp_path / "node.db") as store:
+    with LinkStore(tmp_path / "node.db") as store:
         batch = store.stage_batch(LINK, [uuid.UUID(int=1)], b"abc")
         for bad in (str(batch), True, float(batch)):
             with pytest.raises(InputTypeError):
@@ -780,7 +730,7 @@ def test_batch_numbers_of_the_wrong_type_are_refused(tmp_path: Path) -> None:
 
 def test_a_huge_lease_is_refused_or_works(tmp_path: Path) -> None:
     try:
-        store = NodeStore(tmp_path / "node.db", lease_bytes=1 << 63)
+        store = LinkStore(tmp_path / "node.db", lease_bytes=1 << 63)
     except ParameterError:
         return
     with store:
@@ -820,7 +770,7 @@ def test_two_neighbours_hand_out_identical_pads_for_identical_key_ids(tmp_path: 
     plan = random.Random(424242)
     kme = _Kme()
     a_db, b_db = tmp_path / "a.db", tmp_path / "b.db"
-    sender, receiver = NodeStore(a_db, lease_bytes=100), NodeStore(b_db)
+    sender, receiver = LinkStore(a_db, lease_bytes=100), LinkStore(b_db)
     stream = bytearray()  # the link's stream as both ends must hold it
     dropped: list[bytes] = []
     pools: dict[str, Any] = {}
@@ -847,7 +797,7 @@ def test_two_neighbours_hand_out_identical_pads_for_identical_key_ids(tmp_path: 
                 dropped.append(material)
             elif fate < 0.35:  # the sender restarts before the confirmation; it announces the staged batch again
                 sender.close()
-                sender = NodeStore(a_db, lease_bytes=100)
+                sender = LinkStore(a_db, lease_bytes=100)
                 pools.pop("a", None)
                 [(again, again_ids, nbytes)] = sender.staged_batches(LINK)
                 assert (again, again_ids, nbytes) == (batch, ids, len(material))
@@ -858,7 +808,7 @@ def test_two_neighbours_hand_out_identical_pads_for_identical_key_ids(tmp_path: 
             assert sender.stream_end(LINK) == receiver.stream_end(LINK) == len(stream)
             if round_ % 17 == 16:  # the receiver restarts too
                 receiver.close()
-                receiver = NodeStore(b_db)
+                receiver = LinkStore(b_db)
                 pools.pop("b", None)
             if not stream:
                 continue
@@ -887,25 +837,9 @@ def test_two_neighbours_hand_out_identical_pads_for_identical_key_ids(tmp_path: 
 
 
 def test_stage_batch_refuses_a_bare_id_and_repeated_ids(tmp_path: Path) -> None:
-    with NodeStore(tmp_path / "node.db") as store:
+    with LinkStore(tmp_path / "node.db") as store:
         with pytest.raises(InputTypeError, match=r"list of uuid\.UUID"):
             store.stage_batch(LINK, uuid.UUID(int=1), b"abc")  # type: ignore[arg-type]
         with pytest.raises(ParameterError, match="same key ID twice"):
             store.stage_batch(LINK, [uuid.UUID(int=1), uuid.UUID(int=1)], b"abcd")
         assert store.staged_batches(LINK) == []
-
-
-def test_take_keys_many_keeps_each_request_all_or_nothing(tmp_path: Path) -> None:
-    ids = [uuid.UUID(int=i) for i in range(1, 6)]
-    with NodeStore(tmp_path / "node.db") as store:
-        store.put_keys([(kid, bytes([kid.int]) * 32) for kid in ids[:4]], peer="p")
-        store.take_key(ids[3], peer="p")
-        results = store.take_keys_many([([ids[0], ids[1]], "p"), ([ids[2], ids[4]], "p"), ([ids[3]], "p")])
-        assert results[0] == [b"\x01" * 32, b"\x02" * 32]
-        assert isinstance(results[1], KeyNotFoundError) and results[1].key_id == str(ids[4])
-        assert isinstance(results[2], KeyAlreadyDeliveredError) and results[2].key_id == str(ids[3])
-        assert store.key_state(ids[2], peer="p") == "pending"  # the second request delivered nothing
-        assert [store.key_state(kid, peer="p") for kid in ids[:2]] == ["delivered", "delivered"]
-        with pytest.raises(ParameterError):
-            store.take_keys_many([([ids[2], ids[2]], "p")])
-        assert store.take_keys([ids[2]], peer="p") == [b"\x03" * 32]

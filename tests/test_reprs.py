@@ -30,11 +30,11 @@ import pytest
 import mpss_fast
 from mpss_fast import CombineStream, Engine, SplitStream, robust
 from mpss_fast.e2e import derive_key
+from mpss_fast.etsi014.kme_sim import _PairState
+from mpss_fast.etsi014.model import keys_from_json
 from mpss_fast.exceptions import MpssError
-from mpss_fast.node.etsi014 import keys_from_json
-from mpss_fast.node.keystore import KeyStore
-from mpss_fast.node.kme_sim import _PairState
-from mpss_fast.node.store import NodeStore
+from mpss_fast.node.store import LinkStore
+from mpss_fast.node.store.keys import KeyStore
 from mpss_fast.relay import Destination, LinkKeyPool, ShareMessage, open_into, seal_shares
 from mpss_fast.relay.session import Copy, Delivery, Session
 from mpss_fast.rtss import RtssShare, rtss_combine, rtss_split
@@ -291,28 +291,26 @@ def rtss(secret: Secret) -> list[Any]:
 
 @scenario
 def node_store(secret: Secret) -> list[Any]:
-    """The node's store holding link key material and an end-to-end key, and its errors."""
+    """The node's link store holding link key material (in its stream and staged in a batch), and its errors."""
     raw = secret.bytes
     objs: list[Any] = []
-    kid = uuid.uuid4()
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "node.db")
-        store = NodeStore(path)
+        store = LinkStore(path)
         try:
             store.add_key("a>b", raw * 4)
             objs.append(_raised(lambda: store.add_key("a>b", raw, start=10**6)))
             pool = store.pool("a>b")
-            store.put_key(kid, raw, peer="app")
-            objs += [store, pool, _raised(lambda: store.put_key(kid, raw, peer="app"))]
-            objs.append(_raised(lambda: NodeStore(path)))
-            taken = store.take_key(kid, peer="app") == raw
-            assert taken, "the store did not give back the key"
-            objs.append(_raised(lambda: store.take_key(kid, peer="app")))
-            objs.append(_raised(lambda: store.take_key(uuid.uuid4(), peer="app")))
+            batch = store.stage_batch("b>a", [uuid.uuid4()], raw)
+            objs += [store, pool, _raised(lambda: store.stage_batch("b>a", [uuid.uuid4()], raw[:0]))]
+            objs.append(_raised(lambda: LinkStore(path)))
+            assert pool.take(len(raw))[1] == raw, "the store did not give back the material"
+            objs.append(_raised(lambda: pool.take(len(raw) * 4)))
+            objs.append(_raised(lambda: store.commit_batch("b>a", batch + 1)))
             objs.append(_raised(lambda: store.pool("nowhere")))
         finally:
             store.close()
-        objs.append(_raised(lambda: store.take_key(kid, peer="app")))
+        objs.append(_raised(lambda: store.add_key("a>b", raw)))
     return objs
 
 
@@ -384,7 +382,8 @@ def key_store(secret: Secret) -> list[Any]:
             d.apply_issue(pair, keys[0].key_id, keys[0].ranges)
             taken = d.take(pair, [keys[0].key_id]) == [raw]
             assert taken, "the key store did not give back the key"
-            objs.append(_raised(lambda: d.take(pair, [keys[0].key_id])))
+            objs.append(_raised(lambda: d.take(pair, [keys[0].key_id])))  # KeyAlreadyDeliveredError
+            objs.append(_raised(lambda: d.take(pair, [uuid.uuid4()])))  # KeyNotFoundError
         finally:
             s.close()
             d.close()
@@ -442,10 +441,9 @@ ALLOWED: dict[str, str] = {
     "mpss_fast.benchmark.SplitOne": DEFAULT_REPR,
     "mpss_fast.benchmark.Progress": DEFAULT_REPR,
     "mpss_fast.node.daemon.Node": DEFAULT_REPR,
-    "mpss_fast.node.etsi014_backend.KeyBackend": DEFAULT_REPR,
-    "mpss_fast.node.etsi014_backend.StoreBackend": DEFAULT_REPR,
-    "mpss_fast.node.etsi014_client.Etsi014Client": DEFAULT_REPR,
-    "mpss_fast.node.kme_sim.KmeSimBackend": DEFAULT_REPR,
+    "mpss_fast.etsi014.backend.KeyBackend": DEFAULT_REPR,
+    "mpss_fast.etsi014.client.Etsi014Client": DEFAULT_REPR,
+    "mpss_fast.etsi014.kme_sim.KmeSimBackend": DEFAULT_REPR,
     "mpss_fast.node.linkkeys.LinkKeyFeeder": DEFAULT_REPR,
     "mpss_fast.node.linkkeys.LinkKeyReceiver": DEFAULT_REPR,
     "mpss_fast.node.supervisor.Supervisor": DEFAULT_REPR,
@@ -487,10 +485,10 @@ ALLOWED: dict[str, str] = {
     "mpss_fast.node.keyflow.FlowStats": "counters and reports of unit IDs and paths: no key material",
     "mpss_fast.node.keyflow.PairChannel": "a typing.Protocol: no instances",
     "mpss_fast.node.config.NodeConfig": "names, addresses, file paths and limits",
-    "mpss_fast.node.etsi014.KeyLimits": PLAIN_FIELDS,
-    "mpss_fast.node.etsi014.KeyStatus": PLAIN_FIELDS,
-    "mpss_fast.node.etsi014_server.RunningServer": "the aiohttp runner, host and port",
-    "mpss_fast.node.identity.DuplicateWatch": "certificate identities and client addresses, with times",
+    "mpss_fast.etsi014.model.KeyLimits": PLAIN_FIELDS,
+    "mpss_fast.etsi014.model.KeyStatus": PLAIN_FIELDS,
+    "mpss_fast.https.server.RunningServer": "the aiohttp runner, host and port",
+    "mpss_fast.https.identity.DuplicateWatch": "certificate identities and client addresses, with times",
     "mpss_fast.node.logsummary.LogSummary": "a logger and per-kind counts of log lines",
     "mpss_fast.node.shares.ShareStats": "counters and key IDs of tampered paths",
     "mpss_fast.relay.session.Arrival": "an enum",
@@ -532,6 +530,10 @@ ALLOWED: dict[str, str] = {
     "mpss_fast.exceptions.StoreError": "a base class",
     "mpss_fast.exceptions.StoreVersionError": MESSAGE_ONLY,
     "mpss_fast.exceptions.StorePermissionError": "names a file and its mode bits",
+    "mpss_fast.exceptions.HttpError": "a base class; messages never carry key bytes (the 'message' body)",
+    "mpss_fast.exceptions.HttpBadRequestError": MESSAGE_ONLY,
+    "mpss_fast.exceptions.HttpUnauthorizedError": MESSAGE_ONLY,
+    "mpss_fast.exceptions.PeerApiError": MESSAGE_ONLY,
     "mpss_fast.exceptions.Etsi014Error": "a base class; messages never carry key bytes (ETSI 014 'message')",
     "mpss_fast.exceptions.Etsi014BadRequestError": MESSAGE_ONLY,
     "mpss_fast.exceptions.Etsi014UnauthorizedError": MESSAGE_ONLY,

@@ -20,7 +20,7 @@ import pytest
 
 from mpss_fast import exceptions
 from mpss_fast.exceptions import StoreError
-from mpss_fast.node import NodeStore
+from mpss_fast.node.store import LinkStore
 
 from . import nodelab
 
@@ -43,10 +43,10 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def _fill(store: NodeStore) -> None:
+def _fill(store: LinkStore) -> None:
     store.add_key("A->B", bytes(range(256)) * 8)
     store.pool("A->B").take(16)
-    store.put_key(uuid.UUID(int=1), b"k" * 32, peer="sae-1")
+    store.stage_batch("A->B", [uuid.UUID(int=1)], b"k" * 32)
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o002, 0o000], ids=oct)
@@ -55,14 +55,14 @@ def test_a_new_store_is_private_whatever_the_umask(tmp_path: Path, mask: int) ->
     db = state / "node.db"
     old = os.umask(mask)
     try:
-        with NodeStore(db) as store:
+        with LinkStore(db) as store:
             _fill(store)
             for suffix in SUFFIXES:  # all four exist while the store is open (WAL mode)
                 path = Path(f"{db}{suffix}")
                 assert _mode(path) == 0o600, (path, oct(_mode(path)))
             assert _mode(state) == 0o700
-        with NodeStore(db) as store:  # reopened: still private, still accepted
-            assert store.take_key(uuid.UUID(int=1), peer="sae-1") == b"k" * 32
+        with LinkStore(db) as store:  # reopened: still private, still accepted
+            assert store.staged_batches("A->B") == [(1, [uuid.UUID(int=1)], 32)]
             for suffix in SUFFIXES:
                 assert _mode(Path(f"{db}{suffix}")) == 0o600
     finally:
@@ -72,7 +72,7 @@ def test_a_new_store_is_private_whatever_the_umask(tmp_path: Path, mask: int) ->
 def test_a_store_in_an_existing_private_directory_opens(tmp_path: Path, umask: None) -> None:
     assert _mode(tmp_path) & 0o077 == 0  # pytest's tmp_path is private: the other tests rely on it
     db = tmp_path / "node.db"
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         _fill(store)
         modes = {suffix: oct(_mode(Path(f"{db}{suffix}"))) for suffix in SUFFIXES}
     assert modes == dict.fromkeys(SUFFIXES, "0o600")
@@ -81,7 +81,7 @@ def test_a_store_in_an_existing_private_directory_opens(tmp_path: Path, umask: N
 
 def _refused(db: Path) -> str:
     with pytest.raises(exceptions.StorePermissionError) as info:
-        NodeStore(db)
+        LinkStore(db)
     assert isinstance(info.value, StoreError)
     message = str(info.value)
     assert "\n" not in message
@@ -92,7 +92,7 @@ def _refused(db: Path) -> str:
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o606, 0o601], ids=oct)
 def test_a_store_file_open_to_group_or_others_is_refused(tmp_path: Path, umask: None, suffix: str, mode: int) -> None:
     db = tmp_path / "node.db"
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         _fill(store)
     path = Path(f"{db}{suffix}")
     path.touch()  # -wal and -shm are removed on close: an old one left behind
@@ -100,8 +100,8 @@ def test_a_store_file_open_to_group_or_others_is_refused(tmp_path: Path, umask: 
     message = _refused(db)
     assert str(path) in message and f"chmod 600 {path}" in message
     path.chmod(0o600)  # fixed as told: the store opens, nothing was lost, the lock was released
-    with NodeStore(db) as store:
-        assert store.take_key(uuid.UUID(int=1), peer="sae-1") == b"k" * 32
+    with LinkStore(db) as store:
+        assert store.staged_batches("A->B") == [(1, [uuid.UUID(int=1)], 32)]
 
 
 @pytest.mark.parametrize("mode", [0o755, 0o750, 0o711, 0o770, 0o705, 0o1777], ids=oct)
@@ -109,7 +109,7 @@ def test_a_store_directory_open_to_group_or_others_is_refused(tmp_path: Path, um
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     db = state / "node.db"
-    with NodeStore(db) as store:
+    with LinkStore(db) as store:
         _fill(store)
     state.chmod(mode)
     message = _refused(db)
@@ -119,8 +119,8 @@ def test_a_store_directory_open_to_group_or_others_is_refused(tmp_path: Path, um
     else:
         assert f"chmod 700 {state}" in message
     state.chmod(0o700)
-    with NodeStore(db) as store:
-        assert store.take_key(uuid.UUID(int=1), peer="sae-1") == b"k" * 32
+    with LinkStore(db) as store:
+        assert store.staged_batches("A->B") == [(1, [uuid.UUID(int=1)], 32)]
 
 
 def test_a_new_store_in_an_open_directory_is_refused_before_any_file_is_made(tmp_path: Path, umask: None) -> None:
@@ -162,7 +162,7 @@ def test_mpss_node_refuses_an_open_store_in_one_line(tmp_path: Path, umask: None
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     db = state / "S.db"
-    NodeStore(db).close()
+    LinkStore(db).close()
     db.chmod(0o644)
     proc = subprocess.run(
         [sys.executable, "-m", "mpss_fast", "node", "--config", str(_node_config(tmp_path, db))],

@@ -11,7 +11,7 @@ the secret's hash is shared with it and checked by ``combine``): see ``mpss_fast
 ``mpss selftest`` runs the known-answer tests of every kernel tier (``mpss_fast.selftest``).
 
 ``mpss kme-sim`` serves ETSI GS QKD 014 link keys for SAE pairs, a simulated KME
-(``mpss_fast.node.kme_sim``, needs the ``node`` extra).
+(``mpss_fast.etsi014.kme_sim``, needs the ``node`` extra).
 
 ``mpss demo`` relays a random 32-byte key over five simulated QKD paths with a (3, 5)
 threshold and hop-by-hop one-time pads, printing fingerprints only, never key bytes.
@@ -694,15 +694,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_kme_sim(args: argparse.Namespace) -> int:
-    """Serve ETSI GS QKD 014 link keys for SAE pairs until SIGTERM or Ctrl-C (``mpss_fast.node.kme_sim``)."""
+    """Serve ETSI GS QKD 014 link keys for SAE pairs until SIGTERM or Ctrl-C (``mpss_fast.etsi014.kme_sim``)."""
     import asyncio
 
     try:
-        from .node import kme_sim
-        from .node.etsi014 import KeyLimits
+        from .etsi014 import kme_sim
+        from .etsi014.model import KeyLimits
+        from .https.server import parse_listen
     except ImportError as exc:
         raise CliError(f"kme-sim needs aiohttp: install mpss-fast[node] ({exc})") from None
-    host, port = kme_sim.parse_listen(args.listen)
+    host, port = parse_listen(args.listen)
     pairs = [kme_sim.parse_sae_pair(text) for text in args.sae]
     if args.plain_http and (args.cert or args.key or args.ca):
         raise CliError("--plain-http takes no --cert, --key or --ca")

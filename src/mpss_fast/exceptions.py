@@ -183,7 +183,7 @@ class StoreVersionError(StoreError):
 
 
 class StoreLockedError(StoreError):
-    """Another ``NodeStore`` (this process or another) already has the database open."""
+    """Another ``LinkStore`` (this process or another) already has the database open."""
 
 
 class StorePermissionError(StoreError):
@@ -212,35 +212,54 @@ class KeyAlreadyDeliveredError(StoreError):
     """The key ID concerned (text)."""
 
 
-class DuplicateKeyError(StoreError, ValueError):
-    """An end-to-end key with this ID is already recorded (pending, issued or delivered)."""
-
-
-class Etsi014Error(MpssError):
-    """An ETSI GS QKD 014 key request is refused (``mpss_fast.node.etsi014_*``).
+class HttpError(MpssError):
+    """An HTTP request to one of the project's servers is refused (``mpss_fast.https``).
 
     ``status`` is the HTTP status (``None`` when no HTTP answer came: connection or TLS
-    failure) and ``message`` the reason, never key bytes. A key backend raises it and the
-    server answers ``status`` with ``{"message": message}``; the client raises it on 4xx/5xx.
+    failure) and ``message`` the reason, never key bytes. A handler raises it and the server
+    answers ``status`` with ``{"message": message}`` (and ``Retry-After`` when ``retry_after``
+    is set); a client raises it on 4xx/5xx.
     """
 
     default_status: int | None = 500
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         """The reason, as sent in the ``{"message": ...}`` body."""
         self.status = self.default_status if status is None else status
         """The HTTP status, or ``None`` when no HTTP answer came."""
+        self.retry_after = retry_after
+        """Seconds after which a retry may succeed (sent as ``Retry-After``), or ``None``."""
 
 
-class Etsi014BadRequestError(Etsi014Error, ValueError):
+class HttpBadRequestError(HttpError, ValueError):
+    """400: a malformed request (bad JSON, a body too large or too deep, a bad field)."""
+
+    default_status = 400
+
+
+class HttpUnauthorizedError(HttpError):
+    """401: the caller has no (known) identity."""
+
+    default_status = 401
+
+
+class Etsi014Error(HttpError):
+    """An ETSI GS QKD 014 key request is refused (``mpss_fast.etsi014``).
+
+    A key backend raises it and the server answers ``status`` with ``{"message": message}``;
+    the client raises it on 4xx/5xx.
+    """
+
+
+class Etsi014BadRequestError(Etsi014Error, HttpBadRequestError):
     """400: a malformed key request (bad number or size, too many keys, bad or unknown key IDs, already delivered)."""
 
     default_status = 400
 
 
-class Etsi014UnauthorizedError(Etsi014Error):
+class Etsi014UnauthorizedError(Etsi014Error, HttpUnauthorizedError):
     """401: the calling SAE has no (known) identity, or is not paired with the SAE it names."""
 
     default_status = 401
@@ -251,9 +270,9 @@ class Etsi014UnavailableError(Etsi014Error):
 
     default_status = 503
 
-    def __init__(self, message: str, status: int | None = None, *, retry_after: float | None = None) -> None:
-        super().__init__(message, status)
-        self.retry_after = retry_after
+
+class PeerApiError(HttpError):
+    """A node's peer API (neighbours, the S-D channel, operators) refused a request or did not answer."""
 
 
 class Etsi014ConnectionError(Etsi014Error):

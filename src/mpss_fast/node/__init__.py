@@ -1,10 +1,8 @@
-"""The node daemon's durable state (``mpss node``): see ``docs/node-store.md``.
+"""The ``mpss node`` daemon: one MPSS node of a QKD network (``docs/node.md``).
 
-:class:`NodeStore` keeps, in one SQLite file, each link direction's QKD key material
-and consumed position (recorded before use, so no pad is ever reused after a crash) and
-the end-to-end keys until they are delivered, once.
+Read top-down: ``daemon`` (start-up checks and the lifecycle), ``keyflow`` (refill, end-to-end
+confirmation, issue and collection of keys per SAE pair), ``app_backend`` (ETSI 014 over the
+key flow), ``peer_api`` (neighbours' link-key confirmations and the S-D channel), ``shares``
+(splitting, relaying and rebuilding numbers over SRv6 paths), ``linkkeys`` (QKD link keys
+from the KMEs), ``transport`` (UDP or tun), ``store`` (the durable state), ``config``.
 """
-
-from .store import CHUNK_BYTES, DELIVERED, ISSUED, PENDING, SCHEMA_VERSION, NodeStore
-
-__all__ = ["CHUNK_BYTES", "DELIVERED", "ISSUED", "PENDING", "SCHEMA_VERSION", "NodeStore"]

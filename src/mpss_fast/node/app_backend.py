@@ -11,17 +11,26 @@ it. When the pair's ready material is short the answer is 503 with ``Retry-After
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 
-from ..exceptions import Etsi014UnauthorizedError, Etsi014UnavailableError, StoreError
+from ..etsi014.model import KeyLimits, KeyList, KeyStatus
+from ..exceptions import (
+    Etsi014BadRequestError,
+    Etsi014UnauthorizedError,
+    Etsi014UnavailableError,
+    KeyAlreadyDeliveredError,
+    KeyNotFoundError,
+    ParameterError,
+    StoreError,
+)
 from .config import AppPair
-from .etsi014 import KeyLimits, KeyList, KeyStatus
-from .etsi014_backend import delivery_errors
 from .keyflow import FlowUnavailableError, KeyFlow
 
 
 class FlowBackend:
-    """ETSI 014 over a :class:`KeyFlow` (see the module docstring); fits ``etsi014_backend.KeyBackend``."""
+    """ETSI 014 over a :class:`KeyFlow` (see the module docstring); fits ``etsi014.backend.KeyBackend``."""
 
     def __init__(
         self, flow: KeyFlow, node: str, pairs: tuple[AppPair, ...], *, limits: KeyLimits | None = None
@@ -79,3 +88,16 @@ class FlowBackend:
         with delivery_errors():
             keys = await self.flow.take((master, slave), key_ids)
         return list(zip(key_ids, keys, strict=True))
+
+
+@contextlib.contextmanager
+def delivery_errors() -> Iterator[None]:
+    """A key store's refusals of a ``dec_keys`` as ETSI 014 400s: already delivered, unknown, malformed."""
+    try:
+        yield
+    except KeyAlreadyDeliveredError as exc:
+        raise Etsi014BadRequestError(f"key_ID {exc.key_id} was already delivered") from None
+    except KeyNotFoundError as exc:
+        raise Etsi014BadRequestError(f"key_ID {exc.key_id} is unknown") from None
+    except ParameterError as exc:
+        raise Etsi014BadRequestError(str(exc)) from None

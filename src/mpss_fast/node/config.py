@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..etsi014.model import check_sae_id
 from ..exceptions import MpssError, NodeConfigError
+from ..https.server import parse_listen
 from ..kmp import Topology, max_disjoint_paths
 from ..kmp.files import from_dict as topology_from_dict
 from ..kmp.files import load as load_topology
-from .etsi014 import check_sae_id
-from .kme_sim import parse_listen
-from .store import MAX_LEASE_BYTES
+from .store.links import MAX_LEASE_BYTES
 from .transport import DEFAULT_UDP_RCVBUF_BYTES
 
 MIN_UDP_RCVBUF_BYTES = 65536

@@ -2,7 +2,7 @@
 
 :class:`Node` wires the parts together (``docs/node.md``):
 
-* the stores: ``NodeStore`` (link key streams, consumed positions) and the key store
+* the stores: ``LinkStore`` (link key streams, consumed positions) and the key store
   (``KeyStore``: per application pair, confirmed key material and the key ledger);
 * link keys: per neighbour, a :class:`~mpss_fast.node.linkkeys.LinkKeyFeeder` for the
   outgoing direction (ETSI 014 ``enc_keys`` at the link's KME) and a receiver for the
@@ -29,19 +29,19 @@ from dataclasses import asdict
 from typing import Any, NamedTuple
 
 from .._selftest import selftest
-from ..exceptions import Etsi014Error, KeyPoolExhaustedError, NodeError
+from ..etsi014.client import Etsi014Client
+from ..etsi014.server import make_app
+from ..exceptions import KeyPoolExhaustedError, NodeError, PeerApiError
+from ..https.server import RunningServer, start_server
+from ..https.stopping import stop_on_signals
+from ..https.tls import check_separate_cas, ssl_client_context, ssl_server_context
 from .app_backend import FlowBackend
 from .config import NodeConfig
-from .etsi014_client import Etsi014Client, ssl_client_context
-from .etsi014_server import RunningServer, make_app, ssl_server_context, start_server
-from .identity import check_separate_cas
 from .keyflow import KeyFlow
-from .keystore import KeyStore, keystore_path
 from .linkkeys import LinkKeyFeeder, LinkKeyReceiver, link_name
 from .peer_api import PeerClient, make_peer_app
 from .shares import ShareNode
-from .stopping import stop_on_signals
-from .store import NodeStore
+from .store import KeyStore, LinkStore, keystore_path
 from .supervisor import Supervisor
 from .transport import Transport, TunTransport, UdpTransport
 
@@ -87,7 +87,7 @@ class Node:
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
-        self.store: NodeStore | None = None
+        self.store: LinkStore | None = None
         self.keystore: KeyStore | None = None
         self.shares: ShareNode | None = None
         self.flow: KeyFlow | None = None
@@ -119,7 +119,7 @@ class Node:
             # Known answers of every kernel tier and keystream this CPU runs (a few ms): a node whose
             # arithmetic is wrong must not relay or hand out anything (SelfTestError, exit 1).
             await asyncio.to_thread(selftest)
-            self.store = NodeStore(cfg.db, lease_bytes=cfg.lease_bytes)
+            self.store = LinkStore(cfg.db, lease_bytes=cfg.lease_bytes)
             self.transport = self._transport()
             self.shares = ShareNode(cfg, self.store, self.transport.send, self._arrived)
             tls = self._tls_contexts()  # certificate files read once, one context per role
@@ -256,7 +256,7 @@ class Node:
         skipped = await asyncio.to_thread(pool.skip_to, position)
         if skipped:
             log.info(
-                "link %s>%s: the neighbour resumed at key ID %d; %d bytes skipped",
+                "link %s>%s: the neighbour resumed at offset %d; %d bytes skipped",
                 self.config.node,
                 receiver,
                 position,
@@ -278,7 +278,7 @@ class Node:
             try:
                 await peer.report_position(position)
                 return
-            except (Etsi014Error, OSError):
+            except (PeerApiError, OSError):
                 await asyncio.sleep(RESUME_RETRY_S)
 
     async def _expire(self) -> None:

@@ -44,8 +44,8 @@ from ..exceptions import KeyPoolExhaustedError, MpssError, StoreError
 from ..relay.pool import wipe
 from .config import AppPair, StoreSettings
 from .confirm import proof, verify
-from .keystore import KeyStore, NotEnoughKeyError, Range
 from .logsummary import LogSummary
+from .store import KeyStore, NotEnoughKeyError, Range
 
 log = logging.getLogger("mpss_fast.node")
 

@@ -32,18 +32,19 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..etsi014.client import Etsi014Client
+from ..etsi014.model import KeyList
 from ..exceptions import (
     Etsi014BadRequestError,
     Etsi014Error,
     KmeFaultError,
     ParameterError,
+    PeerApiError,
     StoreError,
     UnknownLinkError,
 )
 from ..relay.pool import wipe
-from .etsi014 import KeyList
-from .etsi014_client import Etsi014Client
-from .store import NodeStore
+from .store import LinkStore
 
 log = logging.getLogger("mpss_fast.node")
 
@@ -89,7 +90,7 @@ class LinkKeyFeeder(_FaultRecord):
 
     def __init__(
         self,
-        store: NodeStore,
+        store: LinkStore,
         link: str,
         kme: Etsi014Client,
         neighbour_sae: str,
@@ -122,7 +123,7 @@ class LinkKeyFeeder(_FaultRecord):
             try:
                 await self.step()
                 self.last_error = None
-            except (Etsi014Error, StoreError, OSError) as exc:
+            except (Etsi014Error, PeerApiError, StoreError, OSError) as exc:
                 if str(exc) != self.last_error:
                     log.warning("link %s: key refill paused: %s", self.link, exc)
                 self.last_error = str(exc)
@@ -191,7 +192,7 @@ class LinkKeyFeeder(_FaultRecord):
 class LinkKeyReceiver(_FaultRecord):
     """Receiver side: answers announcements of one link direction (one at a time)."""
 
-    def __init__(self, store: NodeStore, link: str, kme: Etsi014Client, sender_sae: str) -> None:
+    def __init__(self, store: LinkStore, link: str, kme: Etsi014Client, sender_sae: str) -> None:
         super().__init__(link)
         self.store = store
         self.kme = kme

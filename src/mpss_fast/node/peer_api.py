@@ -43,13 +43,20 @@ from typing import Any
 
 from aiohttp import web
 
-from ..exceptions import Etsi014BadRequestError, Etsi014Error, Etsi014UnauthorizedError, MpssError, StoreError
-from .etsi014_server import REQUIRE_CLIENT_CERT, json_errors
-from .identity import DUPLICATE_WINDOW_S, DuplicateWatch, request_identity
-from .jsonbody import parse_json, read_json
+from ..exceptions import (
+    Etsi014Error,
+    HttpBadRequestError,
+    HttpUnauthorizedError,
+    MpssError,
+    PeerApiError,
+    StoreError,
+)
+from ..https.identity import DUPLICATE_WINDOW_S, DuplicateWatch, request_identity
+from ..https.jsonbody import parse_json, read_json
+from ..https.server import REQUIRE_CLIENT_CERT, json_errors
 from .keyflow import KeyFlow, UnitMissingError
-from .keystore import LedgerMismatchError, Range
 from .linkkeys import LinkKeyReceiver
+from .store import LedgerMismatchError, Range
 
 log = logging.getLogger("mpss_fast.node")
 
@@ -80,7 +87,7 @@ def _caller(request: web.Request) -> str:
     """The caller's identity (401 without one)."""
     caller = request_identity(request, dev_header=NODE_HEADER if request.app[_PLAIN] else None)
     if caller is None:
-        raise Etsi014UnauthorizedError("no client certificate (mutual TLS is required)")
+        raise HttpUnauthorizedError("no client certificate (mutual TLS is required)")
     return caller
 
 
@@ -88,10 +95,10 @@ def _check_neighbour(request: web.Request, link_of: str, refusal: str) -> None:
     """The caller must be a neighbour (403), and the neighbour ``link_of`` (403 with ``refusal``)."""
     caller = _caller(request)
     if caller not in request.app[_RECEIVERS]:
-        raise Etsi014Error(f"node {caller} is not a neighbour of this node", 403)
+        raise PeerApiError(f"node {caller} is not a neighbour of this node", 403)
     request.app[_WATCH].seen(caller, request.remote or "an unknown address")
     if caller != link_of:
-        raise Etsi014Error(refusal, 403)
+        raise PeerApiError(refusal, 403)
 
 
 async def _announce(request: web.Request) -> web.Response:
@@ -107,7 +114,7 @@ async def _announce(request: web.Request) -> web.Response:
         size = body["size"]  # bits per key: the receiver checks its KME's keys against it (linkkeys)
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % 8:
             raise ValueError("size must be a positive multiple of 8 (bits per key)")
-    except Etsi014BadRequestError as exc:
+    except HttpBadRequestError as exc:
         return _error(400, f"malformed announcement: {exc.message}")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return _error(400, f"malformed announcement: {exc}")
@@ -128,7 +135,7 @@ async def _position(request: web.Request) -> web.Response:
         position = (await read_json(request, max_bytes=MAX_BODY_BYTES))["position"]
         if isinstance(position, bool) or not isinstance(position, int) or position < 0:
             raise ValueError("position must be an int >= 0")
-    except Etsi014BadRequestError as exc:
+    except HttpBadRequestError as exc:
         return _error(400, f"malformed position report: {exc.message}")
     except (ValueError, KeyError, TypeError) as exc:
         return _error(400, f"malformed position report: {exc}")
@@ -175,7 +182,7 @@ def _parse_records(body: Any, name: str) -> list[tuple[uuid.UUID, tuple[Range, .
 def _flow_and_pair(request: web.Request) -> tuple[KeyFlow, str, tuple[str, str]]:
     flow = request.app[_FLOW]
     if not isinstance(flow, KeyFlow):
-        raise Etsi014Error("this node has no application pairs", 404)
+        raise PeerApiError("this node has no application pairs", 404)
     return flow, _caller(request), (request.match_info["master"], request.match_info["slave"])
 
 
@@ -183,7 +190,7 @@ async def _proofs(request: web.Request) -> web.Response:
     flow, caller, pair = _flow_and_pair(request)
     try:
         proofs = _parse_proofs(await read_json(request, max_bytes=MAX_BODY_BYTES))
-    except Etsi014BadRequestError as exc:
+    except HttpBadRequestError as exc:
         return _error(400, f"malformed proofs: {exc.message}")
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
         return _error(400, f"malformed proofs: {exc}")
@@ -199,7 +206,7 @@ async def _records(request: web.Request) -> web.Response:
     try:
         body = await read_json(request, max_bytes=MAX_BODY_BYTES)
         records, void = _parse_records(body, "records"), _parse_records(body, "void")
-    except Etsi014BadRequestError as exc:
+    except HttpBadRequestError as exc:
         return _error(400, f"malformed records: {exc.message}")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return _error(400, f"malformed records: {exc}")
@@ -218,7 +225,7 @@ async def _records(request: web.Request) -> web.Response:
 async def _stats(request: web.Request) -> web.Response:
     caller = _caller(request)
     if caller not in request.app[_OPERATORS]:
-        raise Etsi014Error(f"{caller} is not an operator of this node (peer.operators)", 403)
+        raise PeerApiError(f"{caller} is not an operator of this node (peer.operators)", 403)
     stats: Callable[[], dict[str, Any]] = request.app[_STATS]  # type: ignore[assignment]
     return web.json_response(stats())
 
@@ -284,7 +291,7 @@ class PeerClient:
         status, data = await self._exchange(what, body, path)
         if status != 200 or not isinstance(data, dict) or field not in data:
             message = data.get("message") if isinstance(data, dict) else None
-            raise Etsi014Error(f"neighbour {self.base_url} refused {what}: HTTP {status}: {message}")
+            raise PeerApiError(f"neighbour {self.base_url} refused {what}: HTTP {status}: {message}")
         return data
 
     async def _exchange(self, what: str, body: dict[str, Any], path: str | None) -> tuple[int, Any]:
@@ -299,10 +306,10 @@ class PeerClient:
                 raw = await response.read()
                 status = response.status
         except (aiohttp.ClientError, ssl.SSLError, TimeoutError, OSError) as exc:
-            raise Etsi014Error(f"neighbour {self.base_url} did not answer: {type(exc).__name__}: {exc}") from None
+            raise PeerApiError(f"neighbour {self.base_url} did not answer: {type(exc).__name__}: {exc}") from None
         try:
             data = parse_json(raw)  # a neighbour's answer gets no more trust than a request
-        except Etsi014BadRequestError:
+        except HttpBadRequestError:
             data = {"message": raw[:200].decode(errors="replace")}
         return status, data
 
@@ -323,7 +330,7 @@ class PeerClient:
             or len(verdicts) != len(proofs)
             or not all(v in ("ready", "mismatch", "unknown") for v in verdicts)
         ):
-            raise Etsi014Error(f"node {self.base_url} answered proofs with {len(proofs)} malformed verdicts")
+            raise PeerApiError(f"node {self.base_url} answered proofs with {len(proofs)} malformed verdicts")
         return verdicts
 
     async def push(
@@ -348,4 +355,4 @@ class PeerClient:
         unit = data.get("unit_ID") if isinstance(data, dict) else None
         if status == 409 and isinstance(unit, str) and len(unit) == 32:
             raise UnitMissingError(f"node {self.base_url} lacks unit {unit}: {message}", unit)
-        raise Etsi014Error(f"node {self.base_url} refused records: HTTP {status}: {message}")
+        raise PeerApiError(f"node {self.base_url} refused records: HTTP {status}: {message}")

@@ -52,7 +52,7 @@ from ..wire import Packet, address, advance, encode_packet, forward_packet, pars
 from .config import AppPair, NodeConfig
 from .linkkeys import link_name
 from .logsummary import LogSummary
-from .store import NodeStore
+from .store import LinkStore
 
 log = logging.getLogger("mpss_fast.node")
 
@@ -119,7 +119,7 @@ class ShareNode:
     def __init__(
         self,
         config: NodeConfig,
-        store: NodeStore,
+        store: LinkStore,
         send: Callable[[bytes, str], None],
         sink: KeySink,
         *,

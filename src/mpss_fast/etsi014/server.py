@@ -2,8 +2,8 @@
 
 ``make_app(backend)`` builds the application; the calling SAE is the one subject CN of its
 client certificate (``identity.request_identity``: a certificate with several CNs is
-refused), checked against the CA by the TLS handshake (:func:`ssl_server_context` requires
-a client certificate, TLS 1.2 or newer). Every error is ``{"message": "..."}`` with 400,
+refused), checked against the CA by the TLS handshake (``https.tls.ssl_server_context``
+requires a client certificate, TLS 1.2 or newer). Every error is ``{"message": "..."}`` with 400,
 401 or 503 (404/405 for unknown paths and methods, 500 for a backend fault); a malformed
 body of any shape is 400 (``jsonbody``); no message carries key bytes. See ``docs/etsi014.md``.
 
@@ -13,20 +13,16 @@ then a caller without a certificate names itself in the ``X-SAE-ID`` header (any
 
 from __future__ import annotations
 
-import logging
-import math
-import ssl
-from dataclasses import dataclass
-from os import PathLike
 from typing import Any
 
 from aiohttp import web
 
-from ..exceptions import Etsi014BadRequestError, Etsi014Error, Etsi014UnauthorizedError, ParameterError
-from .etsi014 import API_PREFIX, check_key_ids, check_sae_id, key_ids_from_json, keys_to_json, parse_key_id
-from .etsi014_backend import KeyBackend
-from .identity import request_identity
-from .jsonbody import read_json
+from ..exceptions import Etsi014BadRequestError, Etsi014UnauthorizedError, ParameterError
+from ..https.identity import request_identity
+from ..https.jsonbody import read_json
+from ..https.server import REQUIRE_CLIENT_CERT, json_errors
+from .backend import KeyBackend
+from .model import API_PREFIX, check_key_ids, check_sae_id, key_ids_from_json, keys_to_json, parse_key_id
 
 DEV_SAE_HEADER = "X-SAE-ID"
 """Development only (``require_client_cert=False``): the caller's SAE ID when it has no certificate."""
@@ -34,47 +30,7 @@ DEV_SAE_HEADER = "X-SAE-ID"
 MAX_BODY_BYTES = 1 << 20
 """Largest request body accepted."""
 
-_log = logging.getLogger(__name__)
 _BACKEND = web.AppKey("etsi014_backend", KeyBackend)
-REQUIRE_CLIENT_CERT = web.AppKey("etsi014_require_client_cert", bool)
-"""Set on an app (``make_app`` does) to say whether ``start_server`` must insist on mutual TLS."""
-
-StrPath = str | PathLike[str]
-
-
-def ssl_server_context(cert: StrPath, key: StrPath, ca: StrPath) -> ssl.SSLContext:
-    """A TLS 1.2+ server context with ``cert``/``key`` that requires a client certificate signed by ``ca``."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_cert_chain(cert, key)
-    ctx.load_verify_locations(cafile=ca)
-    return ctx
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"message": message}, status=status)
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every refusal as ``{"message": ...}`` (``Etsi014Error``: its status; anything else: 500, logged)."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except Etsi014Error as exc:
-        response = _error(exc.status or 500, exc.message)
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-        return response
-    except web.HTTPException as exc:
-        if exc.status >= 400:
-            return _error(exc.status, exc.reason)
-        raise
-    except Exception:
-        _log.exception("request %s %s failed", request.method, request.path)
-        return _error(500, "internal error")
 
 
 def _caller(request: web.Request) -> str:
@@ -170,43 +126,3 @@ def make_app(backend: KeyBackend, *, require_client_cert: bool = True) -> web.Ap
         app.router.add_get(f"{API_PREFIX}/{{sae_id}}/{name}", handler)
         app.router.add_post(f"{API_PREFIX}/{{sae_id}}/{name}", handler)
     return app
-
-
-@dataclass
-class RunningServer:
-    """A started server: its ``port`` (useful with port 0) and :meth:`close`."""
-
-    runner: web.AppRunner
-    host: str
-    port: int
-
-    async def close(self) -> None:
-        """Stop listening and finish."""
-        await self.runner.cleanup()
-
-
-async def start_server(
-    app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None
-) -> RunningServer:
-    """Serve ``app`` on ``host:port`` (port 0: an ephemeral one) until ``close()``.
-
-    ``ssl_context=None`` (plain HTTP) is refused unless the app was made with
-    ``require_client_cert=False``; a context that does not require client certificates is
-    refused for an app that requires them.
-    """
-    if app.get(REQUIRE_CLIENT_CERT, True):
-        if ssl_context is None:
-            raise ParameterError("plain HTTP needs make_app(..., require_client_cert=False) (development only)")
-        if ssl_context.verify_mode != ssl.CERT_REQUIRED:
-            raise ParameterError("the TLS context must require client certificates (see ssl_server_context)")
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-        await site.start()
-        addresses = runner.addresses  # what was bound: (host, port, ...) tuples
-        bound = addresses[0][1] if addresses else port
-    except BaseException:
-        await runner.cleanup()
-        raise
-    return RunningServer(runner, host, int(bound))

@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..exceptions import Etsi014BadRequestError, Etsi014UnauthorizedError, Etsi014UnavailableError, ParameterError
-from .etsi014 import KeyLimits, KeyList, KeyStatus, check_sae_id
-from .etsi014_server import RunningServer, make_app, ssl_server_context, start_server
-from .stopping import stop_on_signals
+from ..https.server import RunningServer, start_server
+from ..https.stopping import stop_on_signals
+from ..https.tls import ssl_server_context
+from .model import KeyLimits, KeyList, KeyStatus, check_sae_id
+from .server import make_app
 
 DELIVERED_MEMORY = 100_000
 """Delivered key IDs remembered per pair, so a repeat is told "already delivered" rather than "unknown"."""
@@ -36,7 +38,7 @@ class _PairState:
 
 
 class KmeSimBackend:
-    """The simulator's key store, a :class:`~mpss_fast.node.etsi014_backend.KeyBackend`.
+    """The simulator's key store, a :class:`~mpss_fast.etsi014.backend.KeyBackend`.
 
     ``pairs``: unordered SAE pairs ``(a, b)``; each allows both ``(a, b)`` and ``(b, a)`` as
     (master, slave). ``rate``: keys per second the simulated link produces (``None``:
@@ -124,16 +126,6 @@ class KmeSimBackend:
         while len(state.delivered) > DELIVERED_MEMORY:
             state.delivered.popitem(last=False)
         return keys
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); ``ParameterError`` otherwise."""
-    host, sep, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
-        raise ParameterError(f"--listen must be HOST:PORT or [IPv6]:PORT, not {text!r}")
-    return host, int(port)
 
 
 def parse_sae_pair(text: str) -> tuple[str, str]:

@@ -1,6 +1,6 @@
 """One SQLite file of key material: private to its owner, held by one process, WAL and fsync, a versioned schema.
 
-Both of a node's stores (``store.NodeStore``: link key streams; ``keystore.KeyStore``: the
+Both of a node's stores (``store.LinkStore``: link key streams; ``keystore.KeyStore``: the
 key stores of application pairs) open their file through here, so the rules live once:
 
 * the directory is ``0700`` and every file ``0600`` whatever the umask, and a directory or
@@ -20,10 +20,11 @@ import shlex
 import sqlite3
 import stat
 import sys
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..exceptions import StoreError, StoreLockedError, StorePermissionError, StoreVersionError
+from ...exceptions import InputTypeError, StoreError, StoreLockedError, StorePermissionError, StoreVersionError
 
 if sys.platform != "win32":
     import fcntl
@@ -129,7 +130,7 @@ def open_file(
     foreign_keys: bool = False,
 ) -> tuple[sqlite3.Connection, int]:
     """(connection, lock fd) of the store file at ``path``: checked private, locked, configured, its schema
-    current (see the module docstring). ``kind`` ("node store") and ``owner`` ("NodeStore") word the errors:
+    current (see the module docstring). ``kind`` ("node store") and ``owner`` ("LinkStore") word the errors:
     ``StorePermissionError``, ``StoreLockedError``, ``StoreVersionError``, ``StoreError``."""
     real = prepare_location(path) if PRIVATE_MODES else path
     lock_fd = open_private(path + "-lock")
@@ -234,3 +235,10 @@ def write(conn: sqlite3.Connection, what: str, body: Callable[[sqlite3.Connectio
         if isinstance(exc, sqlite3.Error):
             raise StoreError(f"{what} failed: {exc}") from exc
         raise
+
+
+def key_id_text(value: Any, what: str = "key_id") -> str:
+    """A key ID (``uuid.UUID``) as the text the stores keep; ``InputTypeError`` for anything else."""
+    if not isinstance(value, uuid.UUID):
+        raise InputTypeError(f"{what} must be a uuid.UUID, not {type(value).__name__}")
+    return str(value)

@@ -1,15 +1,11 @@
-"""The node's durable state in SQLite: link key material, consumed positions, end-to-end keys.
+"""Each link direction's QKD key material in SQLite: the pads of hop-by-hop one-time-pad encryption.
 
-Two promises survive a crash (``kill -9``, power loss) at any instant:
-
-* **no pad reused**: a link pool's new position is committed (``synchronous=FULL``, so
-  fsynced) *before* the material is handed out (``LinkKeyPool.on_consume``), and on
-  reopen the pool resumes at the committed position. A crash between recording and use
-  loses that material, by design; it never hands it out again.
-* **no acknowledged key lost, none delivered twice**: ``put_key`` returns only after the
-  key is committed; ``take_key`` marks it delivered and drops its bytes in the same
-  committed transaction that returns it, leaving a tombstone so a second request is
-  told "already delivered", not "unknown".
+A link direction's material is one stream of bytes; a byte's **offset** in it names it (both
+ends of the link count from the same first byte). One promise survives a crash (``kill -9``,
+power loss) at any instant: **no pad reused**. A pool's new position (the offset of its first
+unused byte) is committed (``synchronous=FULL``, so fsynced) *before* the material is handed
+out (``LinkKeyPool.on_consume``), and on reopen the pool resumes at the committed position. A
+crash between recording and use loses that material, by design; it never hands it out again.
 
 Consumed link material is deleted from the database in the recording transaction, with
 ``PRAGMA secure_delete=ON`` so SQLite zeroes the freed space.
@@ -28,23 +24,21 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from ..exceptions import (
-    DuplicateKeyError,
+from ...exceptions import (
     InputTypeError,
-    KeyAlreadyDeliveredError,
-    KeyNotFoundError,
     ParameterError,
     StoreClosedError,
     StoreError,
     UnknownLinkError,
 )
-from ..relay.pool import LinkKeyPool, wipe
-from . import dbfile
+from ...relay.pool import LinkKeyPool, wipe
+from . import db
+from .db import key_id_text
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema this module writes. A database with a newer version is refused; an older one is migrated."""
 
 MAX_LEASE_BYTES = 1 << 40
@@ -53,13 +47,6 @@ MAX_LEASE_BYTES = 1 << 40
 CHUNK_BYTES = 4096
 """Link material is stored in rows of at most this many bytes, so recording a consumption
 rewrites at most one partly used row."""
-
-ISSUED = "issued"
-"""Source side: the key was returned to the source application by ``enc_keys``."""
-PENDING = "pending"
-"""Destination side: the key is stored until the destination application collects it."""
-DELIVERED = "delivered"
-"""Destination side: the key was handed out once; only a tombstone (no key bytes) is left."""
 
 _BATCHES = (
     # Sender side of a link direction: key fetched from the KME but not yet confirmed by the
@@ -73,31 +60,27 @@ _BATCHES = (
 
 _SCHEMA = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
-    # One row per link direction: `position` is the key ID of the first unconsumed byte,
-    # `stream_end` the key ID after the last byte ever added.
+    # One row per link direction: `position` is the offset of the first unconsumed byte,
+    # `stream_end` the offset after the last byte ever added.
     "CREATE TABLE links ("
     " link TEXT PRIMARY KEY,"
     " position INTEGER NOT NULL CHECK (position >= 0),"
     " stream_end INTEGER NOT NULL CHECK (stream_end >= position))",
-    # Unconsumed material: rows of at most CHUNK_BYTES, keyed by their first byte's key ID.
+    # Unconsumed material: rows of at most CHUNK_BYTES, keyed by their first byte's offset.
     "CREATE TABLE link_chunks ("
     " link TEXT NOT NULL REFERENCES links (link),"
     " start INTEGER NOT NULL,"
     " material BLOB NOT NULL,"
     " PRIMARY KEY (link, start)) WITHOUT ROWID",
-    # End-to-end keys; `key_bytes` is NULL once delivered (and for issued keys).
-    "CREATE TABLE keys ("
-    " key_id TEXT PRIMARY KEY,"
-    " peer TEXT NOT NULL,"
-    " state TEXT NOT NULL CHECK (state IN ('issued', 'pending', 'delivered')),"
-    " key_bytes BLOB,"
-    " created REAL NOT NULL,"
-    " delivered REAL)",
-    "CREATE INDEX keys_by_peer ON keys (peer, state, created)",
     *_BATCHES,
 )
 
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _BATCHES}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: _BATCHES,
+    # Version 2 also kept end-to-end keys one by one; they now live in the key store
+    # (keys.py), only after end-to-end confirmation, so the old table goes.
+    2: ("DROP TABLE keys",),
+}
 """Statements taking the schema from version v to v + 1."""
 
 
@@ -114,35 +97,6 @@ def _append(conn: sqlite3.Connection, link: str, end: int, data: bytes) -> None:
         ((link, end + offset, data[offset : offset + CHUNK_BYTES]) for offset in range(0, len(data), CHUNK_BYTES)),
     )
     conn.execute("UPDATE links SET stream_end = ? WHERE link = ?", (end + len(data), link))
-
-
-def _take(conn: sqlite3.Connection, kids: list[str], peer: str, now: float) -> list[bytes]:
-    """Mark ``kids`` delivered and return their bytes; the first unknown or delivered one raises."""
-    out = []
-    for kid in kids:
-        row = conn.execute("SELECT state, key_bytes FROM keys WHERE key_id = ? AND peer = ?", (kid, peer)).fetchone()
-        if row is None or row[0] == ISSUED:
-            missing = KeyNotFoundError(f"no key {kid} for peer {peer}")
-            missing.key_id = kid
-            raise missing
-        state, data = row
-        if state == DELIVERED:
-            again = KeyAlreadyDeliveredError(f"key {kid} for peer {peer} was already delivered")
-            again.key_id = kid
-            raise again
-        conn.execute(
-            "UPDATE keys SET state = ?, key_bytes = NULL, delivered = ? WHERE key_id = ?", (DELIVERED, now, kid)
-        )
-        out.append(bytes(data))
-    return out
-
-
-def _check_list(value: Any, what: str) -> Sequence[Any]:
-    if not isinstance(value, (list, tuple)):
-        raise InputTypeError(f"{what} must be a list, not {type(value).__name__}")
-    if not value:
-        raise ParameterError(f"{what} must not be empty")
-    return value
 
 
 def _check_batch(value: Any) -> None:
@@ -167,16 +121,10 @@ def _check_bytes(value: Any, what: str) -> bytes:
     return data
 
 
-def _check_key_id(value: Any) -> str:
-    if not isinstance(value, uuid.UUID):
-        raise InputTypeError(f"key_id must be a uuid.UUID, not {type(value).__name__}")
-    return str(value)
-
-
-class NodeStore:
+class LinkStore:
     """A node's durable state in one SQLite file (see the module docstring).
 
-    ``NodeStore(path)`` opens or creates the database; one store at a time may hold it
+    ``LinkStore(path)`` opens or creates the database; one store at a time may hold it
     (a second raises ``StoreLockedError``; the lock is a ``flock`` on ``<path>-lock``,
     released by the kernel when the process dies). Its directory is created 0700 and its
     files 0600; an existing directory or file open to group or others raises
@@ -197,15 +145,15 @@ class NodeStore:
         self._feed_lock = threading.Lock()  # orders add_key and pool(): taken before the others
         self._pools: dict[str, LinkKeyPool] = {}
         self._closed = False
-        self._conn, self._lock_fd = dbfile.open_file(
-            self.path, kind="node store", owner="NodeStore", table="schema_version", version=SCHEMA_VERSION,
+        self._conn, self._lock_fd = db.open_file(
+            self.path, kind="node store", owner="LinkStore", table="schema_version", version=SCHEMA_VERSION,
             schema=_SCHEMA, migrations=_MIGRATIONS, schema_name="schema version", foreign_keys=True,
         )  # fmt: skip
 
     def __repr__(self) -> str:
-        return f"NodeStore({self.path!r}{', closed' if self._closed else ''})"
+        return f"LinkStore({self.path!r}{', closed' if self._closed else ''})"
 
-    def __enter__(self) -> NodeStore:
+    def __enter__(self) -> LinkStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -221,7 +169,7 @@ class NodeStore:
         """Run ``body`` in one committed write transaction; on any error roll back and raise."""
         with self._lock:
             self._check_open()
-            return dbfile.write(self._conn, f"node store {self.path}: {what}", body)
+            return db.write(self._conn, f"node store {self.path}: {what}", body)
 
     def close(self) -> None:
         """Checkpoint and truncate the WAL, close the database, release the lock (idempotent).
@@ -265,9 +213,9 @@ class NodeStore:
     def add_key(self, link: str, material: Any, *, start: int | None = None) -> bool:
         """Append QKD key material delivered for one link direction (created on first use).
 
-        The material's key IDs continue the link's stream. It is committed before this
+        The material's offsets continue the link's stream. It is committed before this
         returns and, if ``pool(link)`` was handed out, appended to that live pool too.
-        With ``start`` (the key ID the sender gave its first byte), a batch the stream
+        With ``start`` (the offset the sender gave its first byte), a batch the stream
         already holds (``start + len <= end``) is ignored and ``False`` returned, so a
         repeated announcement is harmless; any other ``start`` than the stream's end
         raises ``StoreError``. Returns ``True`` when the material was appended.
@@ -283,7 +231,7 @@ class NodeStore:
                 if start + len(data) <= end:
                     return False
                 raise StoreError(
-                    f"link {link}: a batch at key ID {start} ({len(data)} bytes) does not continue the stream, "
+                    f"link {link}: a batch at offset {start} ({len(data)} bytes) does not continue the stream, "
                     f"which ends at {end}"
                 )
             _append(conn, link, end, data)
@@ -303,7 +251,7 @@ class NodeStore:
             return added
 
     def stream_end(self, link: str) -> int:
-        """The key ID after the last byte ever added to ``link`` (0 for a link never fed)."""
+        """The offset after the last byte ever added to ``link`` (0 for a link never fed)."""
         link = _check_name(link, "link")
         with self._lock:
             self._check_open()
@@ -323,7 +271,7 @@ class NodeStore:
             raise InputTypeError(f"key_ids must be a list of uuid.UUID, not {type(key_ids).__name__}")
         if not key_ids:
             raise ParameterError("a batch needs at least one key ID")
-        texts = [_check_key_id(kid) for kid in key_ids]
+        texts = [key_id_text(kid) for kid in key_ids]
         if len(set(texts)) != len(texts):
             raise ParameterError("a batch lists the same key ID twice")
         ids = ",".join(texts)
@@ -346,7 +294,7 @@ class NodeStore:
         return [(batch, [uuid.UUID(k) for k in ids.split(",")], size) for batch, ids, size in rows]
 
     def commit_batch(self, link: str, batch: int) -> int:
-        """Append a staged batch to ``link``'s stream (and live pool); returns the key ID of its first byte."""
+        """Append a staged batch to ``link``'s stream (and live pool); returns the offset of its first byte."""
         link = _check_name(link, "link")
         _check_batch(batch)
         holder: list[bytes] = []
@@ -382,7 +330,7 @@ class NodeStore:
         self._write(f"dropping batch {batch} of link {link}", body)
 
     def links(self) -> dict[str, tuple[int, int]]:
-        """Every link direction with ``(position, end)``: the first unconsumed key ID and the stream's end."""
+        """Every link direction with ``(position, end)``: the first unconsumed offset and the stream's end."""
         with self._lock:
             self._check_open()
             rows = self._conn.execute("SELECT link, position, stream_end FROM links ORDER BY link").fetchall()
@@ -428,13 +376,13 @@ class NodeStore:
                     skip = max(0, position - start)  # never more than the recorded position allows
                     if start + skip != expected or skip > len(chunk):
                         raise StoreError(
-                            f"link {link}: stored material is not contiguous at key ID {expected} "
+                            f"link {link}: stored material is not contiguous at offset {expected} "
                             f"(a row starts at {start}); refusing to guess"
                         )
                     buf += memoryview(chunk)[skip:]
                     expected = start + len(chunk)
                 if expected != end:
-                    raise StoreError(f"link {link}: stored material ends at key ID {expected}, expected {end}")
+                    raise StoreError(f"link {link}: stored material ends at offset {expected}, expected {end}")
 
                 def on_consume(new_position: int) -> None:
                     self._record_position(link, new_position)
@@ -481,138 +429,3 @@ class NodeStore:
             return position
 
         self._recorded[link] = self._write(f"recording link {link} position {new_position}", body)
-
-    # -- end-to-end keys -----------------------------------------------------------
-
-    def put_key(self, key_id: uuid.UUID, key: Any, *, peer: str) -> None:
-        """Destination side: keep a rebuilt key until the application for ``peer`` collects it.
-
-        Committed before this returns. ``DuplicateKeyError`` if the ID was ever recorded.
-        """
-        self.put_keys([(key_id, key)], peer=peer)
-
-    def put_keys(self, items: Sequence[tuple[uuid.UUID, Any]], *, peer: str) -> None:
-        """``put_key`` for several keys in one transaction (one fsync): all are stored, or none."""
-        rows: list[tuple[str, bytes | None]] = [
-            (_check_key_id(kid), _check_bytes(key, "key")) for kid, key in _check_list(items, "items")
-        ]
-        self._insert_keys(rows, _check_name(peer, "peer"), PENDING)
-
-    def issue_key(self, key_id: uuid.UUID, *, peer: str) -> None:
-        """Source side: record that a key was issued to the source application for ``peer``
-        (ETSI 014 ``enc_keys``). The key bytes are not stored: the application holds them.
-        """
-        self.issue_keys([key_id], peer=peer)
-
-    def issue_keys(self, key_ids: Sequence[uuid.UUID], *, peer: str) -> None:
-        """``issue_key`` for several keys in one transaction: all are recorded, or none."""
-        rows: list[tuple[str, bytes | None]] = [(_check_key_id(kid), None) for kid in _check_list(key_ids, "key_ids")]
-        self._insert_keys(rows, _check_name(peer, "peer"), ISSUED)
-
-    def _insert_keys(self, rows: list[tuple[str, bytes | None]], peer: str, state: str) -> None:
-        if len({kid for kid, _ in rows}) != len(rows):
-            raise DuplicateKeyError("the same key ID is listed twice")
-
-        def body(conn: sqlite3.Connection) -> None:
-            now = self._clock()
-            for kid, data in rows:
-                if conn.execute("SELECT 1 FROM keys WHERE key_id = ?", (kid,)).fetchone() is not None:
-                    raise DuplicateKeyError(f"key {kid} is already recorded")
-                conn.execute(
-                    "INSERT INTO keys (key_id, peer, state, key_bytes, created) VALUES (?, ?, ?, ?, ?)",
-                    (kid, peer, state, data, now),
-                )
-
-        self._write(f"storing {len(rows)} key(s)", body)
-
-    def take_key(self, key_id: uuid.UUID, *, peer: str) -> bytes:
-        """Destination side: the pending key, exactly once (ETSI 014 ``dec_keys``).
-
-        The key is marked delivered and its bytes dropped in the same committed
-        transaction that reads it. A second call raises ``KeyAlreadyDeliveredError``; an
-        ID never stored for this peer raises ``KeyNotFoundError``.
-        """
-        return self.take_keys([key_id], peer=peer)[0]
-
-    def take_keys(self, key_ids: Sequence[uuid.UUID], *, peer: str) -> list[bytes]:
-        """``take_key`` for several keys in one transaction: every one is delivered, or (on the first
-        unknown or already delivered ID, whose error is raised) none."""
-        result = self.take_keys_many([(key_ids, peer)])[0]
-        if isinstance(result, StoreError):
-            raise result
-        return result
-
-    def take_keys_many(
-        self, requests: Sequence[tuple[Sequence[uuid.UUID], str]]
-    ) -> list[list[bytes] | KeyNotFoundError | KeyAlreadyDeliveredError]:
-        """Several ``take_keys`` requests ``(key_ids, peer)`` in one transaction (one fsync).
-
-        Each request is all or nothing on its own (a savepoint): its keys, or in its place the
-        ``KeyNotFoundError`` / ``KeyAlreadyDeliveredError`` of its first bad ID (nothing of it
-        delivered). Bad arguments raise before anything is done.
-        """
-        prepared = []
-        for key_ids, peer in _check_list(requests, "requests"):
-            kids = [_check_key_id(kid) for kid in _check_list(key_ids, "key_ids")]
-            if len(set(kids)) != len(kids):
-                raise ParameterError("the same key ID is asked for twice")
-            prepared.append((kids, _check_name(peer, "peer")))
-
-        def body(conn: sqlite3.Connection) -> list[list[bytes] | KeyNotFoundError | KeyAlreadyDeliveredError]:
-            now = self._clock()
-            out: list[list[bytes] | KeyNotFoundError | KeyAlreadyDeliveredError] = []
-            for kids, peer in prepared:
-                conn.execute("SAVEPOINT request")
-                try:
-                    out.append(_take(conn, kids, peer, now))
-                except (KeyNotFoundError, KeyAlreadyDeliveredError) as exc:
-                    conn.execute("ROLLBACK TO request")
-                    out.append(exc)
-                conn.execute("RELEASE request")
-            return out
-
-        result: list[list[bytes] | KeyNotFoundError | KeyAlreadyDeliveredError] = self._write(
-            f"delivering the keys of {len(prepared)} request(s)", body
-        )
-        return result
-
-    def key_state(self, key_id: uuid.UUID, *, peer: str) -> str | None:
-        """``"issued"``, ``"pending"``, ``"delivered"``, or ``None`` if unknown for this peer."""
-        kid = _check_key_id(key_id)
-        peer = _check_name(peer, "peer")
-        with self._lock:
-            self._check_open()
-            row = self._conn.execute("SELECT state FROM keys WHERE key_id = ? AND peer = ?", (kid, peer)).fetchone()
-        return None if row is None else str(row[0])
-
-    def pending_keys(self, peer: str) -> list[uuid.UUID]:
-        """Destination side: IDs of the keys stored for ``peer`` and not yet delivered, oldest first."""
-        return self._key_ids(peer, PENDING)
-
-    def issued_keys(self, peer: str) -> list[uuid.UUID]:
-        """Source side: IDs of the keys issued to the source application for ``peer``, oldest first."""
-        return self._key_ids(peer, ISSUED)
-
-    def _key_ids(self, peer: str, state: str) -> list[uuid.UUID]:
-        peer = _check_name(peer, "peer")
-        with self._lock:
-            self._check_open()
-            rows = self._conn.execute(
-                "SELECT key_id FROM keys WHERE peer = ? AND state = ? ORDER BY created, rowid", (peer, state)
-            ).fetchall()
-        return [uuid.UUID(row[0]) for row in rows]
-
-    def forget_delivered(self, before: float) -> int:
-        """Drop tombstones of keys delivered before ``before`` (a ``clock`` time); returns how many.
-
-        Afterwards a repeated request for such a key reports ``KeyNotFoundError`` instead of
-        ``KeyAlreadyDeliveredError`` (it is still never delivered twice).
-        """
-        if isinstance(before, bool) or not isinstance(before, (int, float)):
-            raise InputTypeError(f"before must be a number, not {type(before).__name__}")
-
-        def body(conn: sqlite3.Connection) -> int:
-            return int(conn.execute("DELETE FROM keys WHERE state = ? AND delivered < ?", (DELIVERED, before)).rowcount)
-
-        result: int = self._write("forgetting delivered keys", body)
-        return result

@@ -28,7 +28,7 @@ start at its ``used`` offset and end within it; anything else is ``LedgerMismatc
 (S and D disagree) and nothing of the record is applied. ``take(pair, key_ids)`` then hands
 each key out once and overwrites its bytes.
 
-Durability and files follow ``store.py`` (``docs/node-store.md``): one SQLite file of its
+Durability and files follow ``links.py`` (``docs/node-store.md``): one SQLite file of its
 own (``keystore_path(node_db)``: ``<stem>.keys.db`` next to the node's store), WAL with
 ``synchronous=FULL`` (every commit fsynced before the call returns), ``BEGIN IMMEDIATE``
 per operation, directory ``0700`` and files ``0600`` (a store others may read is
@@ -47,7 +47,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from ..exceptions import (
+from ...exceptions import (
     InputTypeError,
     KeyAlreadyDeliveredError,
     KeyNotFoundError,
@@ -55,8 +55,8 @@ from ..exceptions import (
     StoreClosedError,
     StoreError,
 )
-from . import dbfile
-from .store import _check_key_id
+from . import db
+from .db import key_id_text
 
 KEYSTORE_SCHEMA_VERSION = 1
 """The schema this module writes (table ``keystore_version``). A newer one is refused."""
@@ -320,7 +320,7 @@ class KeyStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._closed = False
-        self._conn, self._lock_fd = dbfile.open_file(
+        self._conn, self._lock_fd = db.open_file(
             self.path, kind="key store", owner="KeyStore", table="keystore_version", version=KEYSTORE_SCHEMA_VERSION,
             schema=_SCHEMA, migrations=_MIGRATIONS, schema_name="key store schema version",
         )  # fmt: skip
@@ -344,7 +344,7 @@ class KeyStore:
         """Run ``body`` in one committed write transaction; on any error roll back and raise."""
         with self._lock:
             self._check_open()
-            return dbfile.write(self._conn, f"key store {self.path}: {what}", body)
+            return db.write(self._conn, f"key store {self.path}: {what}", body)
 
     def _read(self, what: str, body: Callable[[sqlite3.Connection], Any]) -> Any:
         with self._lock:
@@ -727,7 +727,7 @@ class KeyStore:
         again) returns ``False``; ``True`` when applied.
         """
         master, slave = _check_pair(pair)
-        kid = _check_key_id(key_id)
+        kid = key_id_text(key_id)
         wanted = _check_ranges(ranges)
         result: bool = self._write(
             f"applying the record of key {kid}",
@@ -742,7 +742,7 @@ class KeyStore:
         and none is applied. Returns how many were new (a record seen before counts 0).
         """
         master, slave = _check_pair(pair)
-        checked = [(_check_key_id(kid), _check_ranges(ranges)) for kid, ranges in _check_requests(records, "records")]
+        checked = [(key_id_text(kid), _check_ranges(ranges)) for kid, ranges in _check_requests(records, "records")]
 
         def body(conn: sqlite3.Connection) -> int:
             now = self._clock()
@@ -762,7 +762,7 @@ class KeyStore:
         never told D about). One transaction; returns how many bytes were voided here.
         """
         master, slave = _check_pair(pair)
-        checked = [(_check_key_id(kid), _check_ranges(ranges)) for kid, ranges in _check_requests(records, "records")]
+        checked = [(key_id_text(kid), _check_ranges(ranges)) for kid, ranges in _check_requests(records, "records")]
 
         def body(conn: sqlite3.Connection) -> int:
             now = self._clock()
@@ -810,7 +810,7 @@ class KeyStore:
         before. Either way nothing is handed out; both carry ``.key_id``.
         """
         master, slave = _check_pair(pair)
-        kids = [_check_key_id(kid) for kid in _check_requests(key_ids, "key_ids")]
+        kids = [key_id_text(kid) for kid in _check_requests(key_ids, "key_ids")]
         if len(set(kids)) != len(kids):
             raise ParameterError("the same key ID is asked for twice")
 
@@ -838,7 +838,7 @@ class KeyStore:
     def key_state(self, pair: tuple[str, str], key_id: uuid.UUID) -> str | None:
         """``"issued"`` (S), ``"collectable"`` or ``"delivered"`` (D), or ``None`` if unknown for the pair."""
         master, slave = _check_pair(pair)
-        kid = _check_key_id(key_id)
+        kid = key_id_text(key_id)
         row = self._read(
             "reading a key's state",
             lambda conn: conn.execute(

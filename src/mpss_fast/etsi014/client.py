@@ -2,7 +2,7 @@
 
 ``Etsi014Client(base_url, cert=..., key=..., ca=...)`` talks mutual TLS to a KME (the
 client certificate's CN is this SAE's ID); ``status``, ``enc_keys`` and ``dec_keys``
-return :class:`~mpss_fast.node.etsi014.KeyStatus` and ``(uuid.UUID, bytes)`` pairs. A
+return :class:`~mpss_fast.etsi014.model.KeyStatus` and ``(uuid.UUID, bytes)`` pairs. A
 4xx/5xx answer raises the matching :class:`~mpss_fast.exceptions.Etsi014Error` subclass
 (``.status``, ``.message``); no answer (refused, TLS failure, timeout) or a malformed one
 raises :class:`~mpss_fast.exceptions.Etsi014ConnectionError`, and keys unlike the request
@@ -16,7 +16,6 @@ import json
 import ssl
 import uuid
 from collections.abc import Sequence
-from os import PathLike
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -32,24 +31,14 @@ from ..exceptions import (
     KmeFaultError,
     ParameterError,
 )
-from .etsi014 import API_PREFIX, KeyList, KeyStatus, check_sae_id, key_ids_to_json, keys_from_json
-
-StrPath = str | PathLike[str]
+from ..https.tls import StrPath, ssl_client_context
+from .model import API_PREFIX, KeyList, KeyStatus, check_sae_id, key_ids_to_json, keys_from_json
 
 _ERRORS: dict[int, type[Etsi014Error]] = {
     400: Etsi014BadRequestError,
     401: Etsi014UnauthorizedError,
     503: Etsi014UnavailableError,
 }
-
-
-def ssl_client_context(cert: StrPath, key: StrPath, ca: StrPath) -> ssl.SSLContext:
-    """A TLS 1.2+ client context presenting ``cert``/``key`` and trusting only ``ca`` (host name checked)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_verify_locations(cafile=ca)
-    ctx.load_cert_chain(cert, key)
-    return ctx
 
 
 class Etsi014Client:

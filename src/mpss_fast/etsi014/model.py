@@ -1,6 +1,6 @@
 """ETSI GS QKD 014 data: the status and key containers, their checks, and the limits of a KME.
 
-Shared by the server (``etsi014_server``), the client (``etsi014_client``) and the KME
+Shared by the server (``etsi014.server``), the client (``etsi014.client``) and the KME
 simulator (``kme_sim``); no HTTP here, and no aiohttp import. See ``docs/etsi014.md``.
 """
 

@@ -7,22 +7,20 @@ interface trusts (``docs/node.md``, "Roles"). A certificate must carry exactly o
 with none, or with several (in one RDN or in several), is refused with 401, so no two
 readers can take two different names from one certificate.
 
-:func:`check_separate_cas` refuses two trust stores that share a CA certificate (the
-application CA and the node CA must differ, or an application could act as a node), and
-:class:`DuplicateWatch` notices one identity calling from two places at once.
+:class:`DuplicateWatch` notices one identity calling from two places at once
+(``tls.check_separate_cas`` keeps the two interfaces' CAs apart).
 """
 
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-from ..exceptions import Etsi014UnauthorizedError, NodeConfigError
+from ..exceptions import HttpUnauthorizedError
 
 log = logging.getLogger("mpss_fast.node")
 
@@ -36,14 +34,14 @@ MAX_PLACES = 16
 def cert_identity(cert: Mapping[str, Any]) -> str:
     """The identity in a peer certificate as ``ssl.SSLSocket.getpeercert()`` gives it: its one subject CN.
 
-    Raises :class:`~mpss_fast.exceptions.Etsi014UnauthorizedError` (401) when the subject has
+    Raises :class:`~mpss_fast.exceptions.HttpUnauthorizedError` (401) when the subject has
     no CN, more than one, or an empty one.
     """
     cns = [value for rdn in cert.get("subject", ()) for name, value in rdn if name == "commonName"]
     if len(cns) != 1:
-        raise Etsi014UnauthorizedError(f"the client certificate must name exactly one CN; it names {len(cns)}")
+        raise HttpUnauthorizedError(f"the client certificate must name exactly one CN; it names {len(cns)}")
     if not isinstance(cns[0], str) or not cns[0]:
-        raise Etsi014UnauthorizedError("the client certificate has an empty CN")
+        raise HttpUnauthorizedError("the client certificate has an empty CN")
     return cns[0]
 
 
@@ -57,18 +55,6 @@ def request_identity(request: web.Request, *, dev_header: str | None = None) -> 
     if dev_header is not None:
         return request.headers.get(dev_header) or None
     return None
-
-
-def check_separate_cas(first: tuple[str, ssl.SSLContext], second: tuple[str, ssl.SSLContext]) -> None:
-    """``NodeConfigError`` if the two named trust stores hold a CA certificate in common (the same
-    CA under two file names still gives both roles to every certificate it signs)."""
-    (name_a, ctx_a), (name_b, ctx_b) = first, second
-    shared = set(ctx_a.get_ca_certs(binary_form=True)) & set(ctx_b.get_ca_certs(binary_form=True))
-    if shared:
-        raise NodeConfigError(
-            f"{name_a} and {name_b} share a CA certificate ({len(shared)} in common): every certificate "
-            "it signs would have both roles; give each role its own CA"
-        )
 
 
 class DuplicateWatch:
