@@ -284,3 +284,64 @@ def test_a_node_whose_kernels_fail_the_selftest_does_not_start(tmp_path: Path, m
     with pytest.raises(SelfTestError, match="gfni512"):
         asyncio.run(node.start())
     assert node.store is None and node.transport is None and not Path(configs["S"]["db"]).exists()
+
+
+def test_store_maintenance_drops_old_ledger_rows_and_empties_the_write_ahead_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the maintenance interval at 50 ms and nothing kept, every delivered key's ledger row goes at D
+    (a repeat dec_keys then says "unknown", not "already delivered") and both stores' WAL files are
+    checkpointed to empty between refills."""
+    from mpss_fast.node import daemon
+
+    monkeypatch.setattr(daemon, "MAINTENANCE_INTERVAL_S", 0.05)
+    monkeypatch.setattr(daemon, "LEDGER_KEEP_S", 0.0)
+
+    async def body(nodes: dict[str, Node], configs: dict[str, dict[str, Any]]) -> None:
+        async with _app(configs, "S", nodelab.MASTER) as master, _app(configs, "D", nodelab.SLAVE) as slave:
+            await _stored(master, 16384 // 32)
+            keys = await master.enc_keys(nodelab.SLAVE, number=4, size=256)
+            assert await slave.dec_keys(nodelab.MASTER, [kid for kid, _ in keys]) == keys
+            await _stored(master, 16384 // 32)  # refilled: the flow is quiet again
+
+            async def unknown() -> bool:
+                try:
+                    await slave.dec_keys(nodelab.MASTER, [keys[0][0]])
+                except Etsi014BadRequestError as exc:
+                    return "unknown" in exc.message
+                raise AssertionError("a delivered key was delivered again")
+
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 5
+            while not await unknown():
+                assert loop.time() < deadline, "the ledger row of a delivered key was never dropped"
+                await asyncio.sleep(0.05)
+        wals = [Path(configs[name]["db"] + "-wal") for name in ("S", "D")]
+        wals += [Path(str(configs[name]["db"]).removesuffix(".db") + ".keys.db-wal") for name in ("S", "D")]
+        await _until(lambda: all(not wal.exists() or wal.stat().st_size == 0 for wal in wals), 5)
+
+    asyncio.run(_network(tmp_path, body))
+
+
+def test_a_start_that_fails_part_way_stops_exactly_what_it_started(tmp_path: Path) -> None:
+    """The peer API's port is taken: the start fails after the stores, the transport and the clients were
+    opened; all of them are closed again (the stores' locks are released: a second start succeeds)."""
+    import socket
+
+    configs = _configs(tmp_path, 9)
+    host, port = configs["S"]["peer"]["listen"].rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind((host, int(port)))
+        taken.listen()
+        node = Node(parse_config(configs["S"]))
+        with pytest.raises(OSError):
+            asyncio.run(node.start())
+        assert node.store is None and node.keystore is None and node.transport is None
+
+    async def again() -> None:
+        second = Node(parse_config(configs["S"]))
+        await second.start()
+        await second.close()
+        await second.close()  # idempotent
+
+    asyncio.run(again())

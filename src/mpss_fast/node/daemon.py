@@ -32,7 +32,7 @@ from .._selftest import selftest
 from ..etsi014.client import Etsi014Client
 from ..etsi014.server import make_app
 from ..exceptions import KeyPoolExhaustedError, NodeError, PeerApiError
-from ..https.server import RunningServer, start_server
+from ..https.server import start_server
 from ..https.stopping import stop_on_signals
 from ..https.tls import check_separate_cas, ssl_client_context, ssl_server_context
 from .app_backend import FlowBackend
@@ -56,7 +56,9 @@ LEDGER_KEEP_S = 86400.0
 """How long the key store keeps the ledger rows of keys handed out (a repeated dec_keys for one says
 "already delivered") and the IDs of units gone; after that they are dropped, so the store does not grow
 with every key ever delivered."""
-LEDGER_TRIM_INTERVAL_S = 60.0
+MAINTENANCE_INTERVAL_S = 60.0
+"""How often the stores are maintained (``Node._maintain``): old ledger rows dropped, write-ahead logs
+checkpointed."""
 
 RESTART_DELAY_S = 0.5
 """A crashed background task is restarted after this long, doubled per crash in a row (``supervisor``)."""
@@ -95,11 +97,8 @@ class Node:
         self.transport: Transport | None = None
         self.feeders: dict[str, LinkKeyFeeder] = {}
         self.receivers: dict[str, LinkKeyReceiver] = {}
-        self._kmes: list[Etsi014Client] = []
         self._peers: list[PeerClient] = []  # one per link, in the order of config.links
-        self._pair_peers: list[PeerClient] = []  # one per other end of an application pair
-        self._servers: list[RunningServer] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._stack = contextlib.AsyncExitStack()  # everything started, closed in reverse by close()
         self.supervisor = Supervisor(
             delay_s=RESTART_DELAY_S,
             max_delay_s=RESTART_DELAY_MAX_S,
@@ -113,44 +112,34 @@ class Node:
 
     async def start(self) -> None:
         """Check the kernels, open the stores, start the transport, the link key exchange, the key flow and
-        both HTTP servers."""
+        both HTTP servers. Each part, once started, is put on the exit stack, so a failure part-way (and
+        :meth:`close`) stops exactly what was started, in reverse order: tasks, servers, clients, the key
+        flow, the transport, the key store, the link store last."""
         cfg = self.config
+        stack = self._stack
         try:
             # Known answers of every kernel tier and keystream this CPU runs (a few ms): a node whose
             # arithmetic is wrong must not relay or hand out anything (SelfTestError, exit 1).
             await asyncio.to_thread(selftest)
-            self.store = LinkStore(cfg.db, lease_bytes=cfg.lease_bytes)
-            self.transport = self._transport()
-            self.shares = ShareNode(cfg, self.store, self.transport.send, self._arrived)
             tls = self._tls_contexts()  # certificate files read once, one context per role
+            self.store = stack.enter_context(LinkStore(cfg.db, lease_bytes=cfg.lease_bytes))
             if cfg.pairs:
-                self.keystore = await asyncio.to_thread(KeyStore, keystore_path(cfg.db))
-                channels: dict[str, PeerClient] = {}
-                for pair in cfg.pairs:
-                    other = pair.slave_node if pair.master_node == cfg.node else pair.master_node
-                    if other not in channels:
-                        channels[other] = PeerClient(pair.peer_url, cfg.node, ssl_context=tls.peer_client)
-                        self._pair_peers.append(channels[other])
-                self.flow = KeyFlow(
-                    cfg.node,
-                    cfg.pairs,
-                    self.keystore,
-                    channels,
-                    self.shares.make_key,
-                    settings=cfg.stores,
-                    paths_of=self.shares.path_nodes,
-                )
-                await self.flow.load()
+                self.keystore = stack.enter_context(await asyncio.to_thread(KeyStore, keystore_path(cfg.db)))
+            self.transport = self._transport()
+            stack.callback(self.transport.close)
+            self.shares = ShareNode(cfg, self.store, self.transport.send, self._arrived)
+            if self.keystore is not None:
+                self.flow = await self._key_flow(tls.peer_client)
                 self.backend = FlowBackend(self.flow, cfg.node, cfg.pairs)
             await self.transport.start(self.shares.on_packet)
-            receivers = self.receivers
             for link in cfg.links:
                 kme = Etsi014Client(link.kme_url, ssl_context=tls.kme_client, sae_id=self._dev_id(link.sae_id))
-                self._kmes.append(kme)
-                receivers[link.neighbour] = LinkKeyReceiver(
+                stack.push_async_callback(kme.close)
+                self.receivers[link.neighbour] = LinkKeyReceiver(
                     self.store, link_name(link.neighbour, cfg.node), kme, link.neighbour_sae_id
                 )
                 peer = PeerClient(link.peer_url, cfg.node, ssl_context=tls.peer_client)
+                stack.push_async_callback(peer.close)
                 self._peers.append(peer)
                 self.feeders[link.neighbour] = LinkKeyFeeder(
                     self.store,
@@ -164,24 +153,27 @@ class Node:
                     interval=cfg.refill_interval_s,
                 )
             peer_app = make_peer_app(
-                receivers, self.stats, self._skip, plain_http=cfg.plain_http, operators=cfg.operators, flow=self.flow
-            )
+                self.receivers, self.stats, self._skip, plain_http=cfg.plain_http, operators=cfg.operators,
+                flow=self.flow,
+            )  # fmt: skip
             peer_server = await start_server(peer_app, *cfg.peer_listen, ssl_context=tls.peer_server)
-            self._servers.append(peer_server)
+            stack.push_async_callback(peer_server.close)
             self.peer_port = peer_server.port
             if self.backend is not None and cfg.api_listen is not None:
                 api = make_app(self.backend, require_client_cert=not cfg.plain_http)
                 api_server = await start_server(api, *cfg.api_listen, ssl_context=tls.api_server)
-                self._servers.append(api_server)
+                stack.push_async_callback(api_server.close)
                 self.api_port = api_server.port
             # Supervised: a task that raises is logged and restarted; one that keeps raising stops the node.
+            stack.push_async_callback(self.supervisor.close)
             for feeder in self.feeders.values():
-                self._tasks.append(self.supervisor.spawn(f"link key {feeder.link}", feeder.run))
-            self._tasks.append(self.supervisor.spawn("resume links", self._resume_all))
-            self._tasks.append(self.supervisor.spawn("expire sessions", self._expire))
+                self.supervisor.spawn(f"link key {feeder.link}", feeder.run)
+            self.supervisor.spawn("resume links", self._resume_all)
+            self.supervisor.spawn("expire sessions", self._expire)
+            self.supervisor.spawn("store maintenance", self._maintain)
             if self.flow is not None:
                 for name, work in self.flow.tasks():
-                    self._tasks.append(self.supervisor.spawn(name, work))
+                    self.supervisor.spawn(name, work)
         except BaseException:
             await self.close()
             raise
@@ -189,6 +181,29 @@ class Node:
             "node %s: up (SID %s, %s transport, ETSI 014 on port %s, peer API on port %s, %d links)",
             cfg.node, cfg.sid, cfg.transport, self.api_port, self.peer_port, len(cfg.links),
         )  # fmt: skip
+
+    async def _key_flow(self, peer_tls: ssl.SSLContext | None) -> KeyFlow:
+        """The key flow of this node's application pairs, with one S-D channel per other end of a pair."""
+        cfg = self.config
+        assert self.keystore is not None and self.shares is not None
+        channels: dict[str, PeerClient] = {}
+        for pair in cfg.pairs:
+            other = pair.slave_node if pair.master_node == cfg.node else pair.master_node
+            if other not in channels:
+                channels[other] = PeerClient(pair.peer_url, cfg.node, ssl_context=peer_tls)
+                self._stack.push_async_callback(channels[other].close)
+        flow = KeyFlow(
+            cfg.node,
+            cfg.pairs,
+            self.keystore,
+            channels,
+            self.shares.make_key,
+            settings=cfg.stores,
+            paths_of=self.shares.path_nodes,
+        )
+        self._stack.callback(flow.close)  # units in flight are wiped: never handed out
+        await flow.load()
+        return flow
 
     def _transport(self) -> Transport:
         cfg = self.config
@@ -215,34 +230,15 @@ class Node:
         return sae_id if self.config.plain_http else None
 
     async def close(self) -> None:
-        """Stop everything started; keys rebuilt so far are committed; the store is closed last (idempotent)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
-        if self.flow is not None:
-            self.flow.close()  # units in flight are wiped: never handed out
-        for server in self._servers:
-            await server.close()
-        self._servers.clear()
-        for kme in self._kmes:
-            await kme.close()
-        for peer in (*self._peers, *self._pair_peers):
-            await peer.close()
-        self._kmes.clear()
-        self._peers.clear()
-        self._pair_peers.clear()
-        if self.transport is not None:
-            self.transport.close()
+        """Stop everything started, in reverse order; keys rebuilt so far are committed; the stores are
+        closed last (idempotent)."""
+        try:
+            await self._stack.aclose()
+        finally:
             self.transport = None
-        if self.keystore is not None:
-            self.keystore.close()
             self.keystore = None
-        if self.store is not None:
-            self.store.close()
             self.store = None
+            self._peers.clear()
 
     # -- running ------------------------------------------------------------------------
 
@@ -282,14 +278,26 @@ class Node:
                 await asyncio.sleep(RESUME_RETRY_S)
 
     async def _expire(self) -> None:
-        trimmed = time.monotonic()
         while True:
             await asyncio.sleep(EXPIRE_INTERVAL_S)
             if self.shares is not None:
                 self.shares.expire()
-            if self.keystore is not None and time.monotonic() - trimmed >= LEDGER_TRIM_INTERVAL_S:
-                trimmed = time.monotonic()
-                await asyncio.to_thread(self.keystore.forget, time.time() - LEDGER_KEEP_S)
+
+    async def _maintain(self) -> None:
+        """Every ``MAINTENANCE_INTERVAL_S``: drop the key store's ledger rows and unit tombstones older than
+        ``LEDGER_KEEP_S``, and checkpoint both stores' write-ahead logs (consumed link material and wiped
+        keys leave the WAL files, which otherwise keep them until the next checkpoint SQLite chooses)."""
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            if self.keystore is not None:
+                forgotten = await asyncio.to_thread(self.keystore.forget, time.time() - LEDGER_KEEP_S)
+                await asyncio.to_thread(self.keystore.checkpoint)
+                if forgotten:
+                    log.info(
+                        "node %s: %d ledger rows older than %g s dropped", self.config.node, forgotten, LEDGER_KEEP_S
+                    )
+            if self.store is not None:
+                await asyncio.to_thread(self.store.checkpoint)
 
     def _arrived(self, unit_id: uuid.UUID, material: bytes, source: str) -> None:
         """A number rebuilt here: a unit of the pair it came for (its proof goes to the source node)."""
