@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict
@@ -289,9 +288,8 @@ class Node:
         keys leave the WAL files, which otherwise keep them until the next checkpoint SQLite chooses)."""
         while True:
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
-            if self.keystore is not None:
-                forgotten = await asyncio.to_thread(self.keystore.forget, time.time() - LEDGER_KEEP_S)
-                await asyncio.to_thread(self.keystore.checkpoint)
+            if self.flow is not None:
+                forgotten = await self.flow.maintain(LEDGER_KEEP_S)
                 if forgotten:
                     log.info(
                         "node %s: %d ledger rows older than %g s dropped", self.config.node, forgotten, LEDGER_KEEP_S

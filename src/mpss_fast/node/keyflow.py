@@ -604,6 +604,14 @@ class KeyFlow:
         self.stats.units_expired += len(old)
         return len(old)
 
+    async def maintain(self, keep_s: float) -> int:
+        """Drop the key store's ledger rows and unit tombstones older than ``keep_s`` seconds and checkpoint
+        its write-ahead log; returns how many rows went. The flow is the key store's one writer: the node's
+        maintenance goes through here too."""
+        forgotten = await asyncio.to_thread(self.store.forget, time.time() - keep_s)
+        await asyncio.to_thread(self.store.checkpoint)
+        return forgotten
+
     def snapshot(self) -> dict[str, object]:
         """Counters and per-pair figures for the node's stats (no secrets)."""
         pairs = {
