@@ -152,7 +152,7 @@ class AdversaryNet:
         """S makes a key for D (its shares queued on their first links); returns the key ID."""
         pair = AppPair(master=f"app-{src}", slave=f"app-{dst}", master_node=src, slave_node=dst)
         start = len(self.queue)
-        key_id, key = self.nodes[src].make_key(pair, size_bits)
+        key_id, key = self.nodes[src].make_unit(pair, size_bits)
         truth = self.truth.setdefault(key_id, Truth())
         truth.key, truth.source = key, src
         for hop in list(self.queue)[start:]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import signal
 import sqlite3
@@ -30,7 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 from mpss_fast.e2e import derive_key
-from mpss_fast.exceptions import Etsi014BadRequestError, WireError
+from mpss_fast.exceptions import WireError
 from mpss_fast.relay import number_check
 from mpss_fast.relay.hop import hop_key_bytes
 from mpss_fast.wire import parse_packet
@@ -39,6 +38,7 @@ from . import nodelab
 from .capture import Capture, Frame, ipv6_packets
 from .netns import Lab, netns_available
 from .nodenet import LINKS, PAIR, STORES, NodeNet
+from .nodepromises import Load, capture_end, capture_iface, check_no_pad_reuse, handed_out_but_not_collected
 
 KEY_BITS = 256
 KEY_BYTES = KEY_BITS // 8
@@ -97,7 +97,7 @@ def test_keys_relayed_over_srv6_with_only_ciphertext_on_every_link(net: NodeNet)
     is exactly one captured unit's material (one key per unit, carved in confirmation order)."""
     first = net.settle()
     assert net.call(_status(net)) == (DEPTH_KEYS, DEPTH_KEYS)  # full: as many keys stored as it holds
-    captures = {link: Capture(net.lab.ns(_capture_end(link)), net.ifaces[_capture_iface(link)]) for link in LINKS}
+    captures = {link: Capture(net.lab.ns(capture_end(link)), net.ifaces[capture_iface(link)]) for link in LINKS}
     control = Capture(net.lab.ns("S"), net.control_ifaces[0])  # S-D direct: the proofs and ledger records
     for cap in [*captures.values(), control]:
         cap.start()
@@ -130,7 +130,7 @@ def test_keys_relayed_over_srv6_with_only_ciphertext_on_every_link(net: NodeNet)
         for secret in secrets:
             assert secret not in wire, f"secret bytes in the clear on link {link}"
     assert not [p for _, p in ipv6_packets(control_frames) if _is_share(p)], "a share took the pair channel"
-    _check_no_pad_reuse(frames)
+    check_no_pad_reuse(frames)
 
 
 def _is_share(data: bytes) -> bool:
@@ -212,123 +212,6 @@ def _tag_input(data: bytes) -> bytes:
     return option + route + payload
 
 
-class Load:
-    """Applications moving keys at a set pace: every ``per_request / rate`` seconds a request of
-    ``per_request`` keys starts (enc_keys at S, then dec_keys at D), at most ``inflight`` at once.
-    A refused enc_keys (503: the store is short, or D did not confirm; or no answer: S is down) is
-    counted and not retried: nothing was handed out."""
-
-    def __init__(self, net: NodeNet, *, rate: float, per_request: int = 5, inflight: int = 32) -> None:
-        self.net = net
-        self.rate = rate
-        self.per_request = per_request
-        self.inflight = inflight
-        self.issued: dict[uuid.UUID, bytes] = {}
-        self.issued_at: dict[uuid.UUID, float] = {}  # time.monotonic() when enc_keys answered
-        self.delivered: dict[uuid.UUID, bytes] = {}
-        self.collected: list[tuple[float, float]] = []  # (request start, keys collected), time.monotonic()
-        self.mismatched: list[uuid.UUID] = []
-        self.unknown_at_d: list[uuid.UUID] = []
-        """Keys S handed out that D did not know: the promise broken."""
-        self.gone_at_d: list[uuid.UUID] = []
-        """Keys D called already delivered though the application never got them (their answer was lost)."""
-        self.enc_ms: list[float] = []
-        self.dec_ms: list[float] = []
-        self.errors: dict[str, int] = {}
-        self.stop = False
-        """Set to stop starting requests (those out are still collected)."""
-
-    async def run(self, *, keys: int, seconds: float) -> float:
-        """Until ``keys`` were issued or ``seconds`` passed, then until they are collected; returns the time."""
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        slots = asyncio.Semaphore(self.inflight)
-        tasks = []
-        async with self.net.app("S", nodelab.MASTER) as master, self.net.app("D", nodelab.SLAVE) as slave:
-            sent = 0
-            while sent < keys and loop.time() - start < seconds and not self.stop:
-                await slots.acquire()
-                tasks.append(asyncio.create_task(self._one(master, slave, loop, slots)))
-                sent += self.per_request
-                await asyncio.sleep(max(0.0, start + sent / self.rate - loop.time()))
-            await asyncio.gather(*tasks)
-        return loop.time() - start
-
-    def _count(self, what: str) -> None:
-        self.errors[what] = self.errors.get(what, 0) + 1
-
-    async def _one(self, master: Any, slave: Any, loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore) -> None:
-        from mpss_fast.exceptions import Etsi014Error
-
-        try:
-            started = time.monotonic()
-            t0 = loop.time()
-            try:
-                keys = await master.enc_keys(nodelab.SLAVE, number=self.per_request, size=KEY_BITS)
-            except Etsi014Error as exc:  # nothing was handed out
-                self._count(f"enc_keys {exc.status or 'no answer'}")
-                await asyncio.sleep(0.05)
-                return
-            self.enc_ms.append((loop.time() - t0) * 1e3)
-            self.issued.update(keys)
-            now = time.monotonic()
-            self.issued_at.update((kid, now) for kid, _ in keys)
-            if await self._collect([kid for kid, _ in keys], slave, loop):
-                self.collected.append((started, time.monotonic()))
-        finally:
-            slots.release()
-
-    async def _collect(self, pending: list[uuid.UUID], slave: Any, loop: asyncio.AbstractEventLoop) -> bool:
-        """dec_keys at D until every key is collected or found uncollectable; whether all came at once."""
-        from mpss_fast.exceptions import Etsi014Error
-
-        deadline = loop.time() + 60
-        while pending and loop.time() < deadline:
-            t0 = loop.time()
-            try:
-                got = await slave.dec_keys(nodelab.MASTER, pending)
-            except Etsi014BadRequestError:
-                # Some ID is unknown or gone at D: find which, take the rest.
-                still = []
-                for kid in pending:
-                    try:
-                        self._check(await slave.dec_keys(nodelab.MASTER, [kid]))
-                    except Etsi014BadRequestError as exc:
-                        (self.gone_at_d if "already delivered" in str(exc) else self.unknown_at_d).append(kid)
-                    except Etsi014Error:
-                        still.append(kid)
-                pending = still
-                continue
-            except Etsi014Error as exc:  # D is down: try again
-                self._count(f"dec_keys {exc.status or 'no answer'}")
-                await asyncio.sleep(0.05)
-                continue
-            self.dec_ms.append((loop.time() - t0) * 1e3)
-            self._check(got)
-            return True
-        return False
-
-    def _check(self, got: list[tuple[uuid.UUID, bytes]]) -> None:
-        for kid, key in got:
-            if kid in self.delivered or self.issued.get(kid) != key:
-                self.mismatched.append(kid)  # delivered twice, or not the key issued
-            self.delivered[kid] = key
-
-    def report(self, elapsed: float) -> str:
-        return (
-            f"{len(self.delivered)} of {len(self.issued)} keys relayed end to end in {elapsed:.2f} s = "
-            f"{len(self.delivered) / elapsed:.0f} keys/s (paced at {self.rate:.0f}); "
-            f"enc_keys p50 {_pct(self.enc_ms, 0.5):.1f} ms p99 {_pct(self.enc_ms, 0.99):.1f} ms; "
-            f"dec_keys p50 {_pct(self.dec_ms, 0.5):.1f} ms p99 {_pct(self.dec_ms, 0.99):.1f} ms; "
-            f"refused {self.errors or 'none'}"
-        )
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -371,7 +254,7 @@ def test_a_tampering_relay_is_detected_and_named(net: NodeNet) -> None:
         new = after["D"]["tamper_reports"] - before["D"]["tamper_reports"]
         reports = after["D"]["tampered"][-new:]
         assert new == 10 and all(r["path"] == 1 and r["relays"] == ["R2"] and r["source"] == "S" for r in reports)
-        units = {uuid.UUID(r["key_ID"]) for r in reports}
+        units = {uuid.UUID(r["unit_ID"]) for r in reports}
         assert len(units) == 10 and not units & {kid for kid, _ in keys}  # unit IDs, not the applications' keys
         assert "the share on path 1 (relays R2) was altered" in net.log_path("D").read_text()
     finally:
@@ -408,7 +291,7 @@ def test_kill_restart_cycles_hand_out_no_key_the_slave_cannot_collect_and_reuse_
     from enc_keys means D committed the keys, so every key handed out is collected, whoever was killed when;
     requests meeting a node down are refused (503, or no answer from S) or served (a relay down: k = 2)."""
     net.settle()
-    captures = {link: Capture(net.lab.ns(_capture_end(link)), net.ifaces[_capture_iface(link)]) for link in LINKS}
+    captures = {link: Capture(net.lab.ns(capture_end(link)), net.ifaces[capture_iface(link)]) for link in LINKS}
     for cap in captures.values():
         cap.start()
     load = Load(net, rate=200, per_request=5)
@@ -435,7 +318,7 @@ def test_kill_restart_cycles_hand_out_no_key_the_slave_cannot_collect_and_reuse_
         elapsed = running.result(timeout=120)
     end = net.settle(match=False)  # the flow recovers: S's store full, nothing in flight
     frames = {link: cap.stop() for link, cap in captures.items()}
-    left, answer_lost = _handed_out_but_not_collected(net, load)
+    left, answer_lost = handed_out_but_not_collected(net, load)
     ready = {name: end[name]["keyflow"]["pairs"][PAIR]["ready_bytes"] for name in ("S", "D")}
     with capsys.disabled():
         print(
@@ -455,44 +338,8 @@ def test_kill_restart_cycles_hand_out_no_key_the_slave_cannot_collect_and_reuse_
     refused = {what for what in load.errors if what.startswith("enc_keys")}
     assert refused <= {"enc_keys 503", "enc_keys no answer"}, load.errors
     assert len(load.delivered) >= 300  # the point is the cycles; the pace drops while S or D is down
-    _check_no_pad_reuse(frames)
+    check_no_pad_reuse(frames)
     net.call(_move(net, 10))  # and keys flow after it all
-
-
-def _capture_end(link: tuple[str, str]) -> str:
-    a, b = link
-    return b if a == "S" else a  # the relay's side of the link
-
-
-def _capture_iface(link: tuple[str, str]) -> tuple[str, str]:
-    a, b = link
-    return (b, a) if a == "S" else (a, b)
-
-
-def _handed_out_but_not_collected(net: NodeNet, load: Load) -> tuple[list[str], dict[str, float]]:
-    """Keys S handed out (enc_keys 200) that the application did not collect, from D's key store: still
-    collectable there, and delivered (with when) though the answer never arrived (D killed as it answered)."""
-    uri = f"file:{net.dir / 'D.keys.db'}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-        rows = conn.execute("SELECT key_id, state, delivered FROM keys").fetchall()
-    missed = [(kid, state, when) for kid, state, when in rows if uuid.UUID(kid) in load.issued]
-    missed = [(kid, state, when) for kid, state, when in missed if uuid.UUID(kid) not in load.delivered]
-    pending = [kid for kid, state, _ in missed if state != "delivered"]
-    return pending, {kid: when for kid, state, when in missed if state == "delivered"}
-
-
-def _check_no_pad_reuse(frames: dict[tuple[str, str], Any]) -> None:
-    for link, captured in frames.items():
-        used = []
-        for _, data in ipv6_packets(captured):
-            try:
-                packet = parse_packet(data)
-            except WireError:
-                continue
-            used.append((packet.option.hop_key_id, packet.option.hop_key_id + MATERIAL))
-        used.sort()
-        overlaps = [(p, q) for p, q in itertools.pairwise(used) if q[0] < p[1]]
-        assert not overlaps, f"pad material used twice on {link}: {overlaps[:3]}"
 
 
 LOAD_STORES = {"unit_bytes": 1024, "depth_bytes": 64 * 1024, "window": 16, "pending_s": 1.0}

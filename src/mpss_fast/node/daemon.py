@@ -196,7 +196,7 @@ class Node:
             cfg.pairs,
             self.keystore,
             channels,
-            self.shares.make_key,
+            self.shares.make_unit,
             settings=cfg.stores,
             paths_of=self.shares.path_nodes,
         )

@@ -105,8 +105,9 @@ def _keep_latest(reports: list[dict[str, Any]], entry: dict[str, Any]) -> None:
         del reports[: len(reports) - MAX_REPORTS]
 
 
-KeySink = Callable[[uuid.UUID, bytes, str], None]
-"""``sink(key_id, key, source_node)``: a key rebuilt at this node, to be stored for its application."""
+UnitSink = Callable[[uuid.UUID, bytes, str], None]
+"""``sink(unit_id, material, source_node)``: a unit rebuilt at this node (its material derived from the
+number under the unit ID), for the key flow of its application pair."""
 
 
 def _sid_text(raw: bytes) -> str:
@@ -121,7 +122,7 @@ class ShareNode:
         config: NodeConfig,
         store: LinkStore,
         send: Callable[[bytes, str], None],
-        sink: KeySink,
+        sink: UnitSink,
         *,
         engine: Engine | None = None,
     ) -> None:
@@ -180,9 +181,9 @@ class ShareNode:
 
     # -- source -------------------------------------------------------------------------
 
-    def make_key(self, pair: AppPair, size_bits: int) -> tuple[uuid.UUID, bytes]:
-        """Source: a new key for ``pair``, its shares sent on every path. ``KeyPoolExhaustedError`` if a
-        first link lacks key (nothing is consumed then)."""
+    def make_unit(self, pair: AppPair, size_bits: int) -> tuple[uuid.UUID, bytes]:
+        """Source: a new unit for ``pair`` (its ID and material), its shares sent on every path.
+        ``KeyPoolExhaustedError`` if a first link lacks key (nothing is consumed then)."""
         size = size_bits // 8
         plan = self._plan(pair.slave_node)
         pools = [self.pool(self.me, path.nodes[1]) for path, _, _ in plan]
@@ -191,18 +192,18 @@ class ShareNode:
             if pool.available < need:
                 link = link_name(self.me, path.nodes[1])
                 raise KeyPoolExhaustedError(f"link {link} lacks key for a share now", link=link)
-        key_id = uuid.uuid4()
+        unit_id = uuid.uuid4()  # the relay session's ID on the wire
         number = bytearray(os.urandom(size))
         try:
             routes = [route for _, _, route in plan]
-            messages = seal_shares(number, self.config.k, pools, session_id=key_id, engine=self.engine, routes=routes)
-            key = derive_key(number, key_id, length=size)
+            messages = seal_shares(number, self.config.k, pools, session_id=unit_id, engine=self.engine, routes=routes)
+            material = derive_key(number, unit_id, length=size)
         finally:
             wipe(number)
         for (path, segments, _), message in zip(plan, messages, strict=True):
             self.send(first_hop_packet(message, self._sid_bytes, segments), path.nodes[1])
         self.stats.keys_sent += 1
-        return key_id, key
+        return unit_id, material
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -298,7 +299,7 @@ class ShareNode:
         self.stats.drop("route refused", exc.link)
         self.stats.report_refused(
             {
-                "key_ID": str(uuid.UUID(bytes=exc.session_id)),
+                "unit_ID": str(uuid.UUID(bytes=exc.session_id)),
                 "link": exc.link,
                 "path": exc.path_id,
                 "x": exc.x,
@@ -330,15 +331,15 @@ class ShareNode:
         for path_id in delivery.bad_paths:
             path = list(relays.get(path_id, ()))
             self.stats.report_tamper(
-                {"key_ID": str(delivery.key_id), "source": source, "path": path_id, "relays": path}
+                {"unit_ID": str(delivery.key_id), "source": source, "path": path_id, "relays": path}
             )
             self.log_summary.note(
                 f"altered shares on path {path_id} from {source}",
                 f"unit {delivery.key_id}: the share on path {path_id} (relays {', '.join(path) or '?'}) was altered; "
                 "corrected from the others",
             )
-        key = delivery.key(length=len(delivery.number))
-        self.sink(delivery.key_id, key, source)
+        material = delivery.key(length=len(delivery.number))  # relay's key_id: the session ID, i.e. the unit ID
+        self.sink(delivery.key_id, material, source)
         self.stats.keys_delivered += 1
 
     def _failed(self, session_id: bytes, error: Exception) -> None:
