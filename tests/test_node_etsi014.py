@@ -27,7 +27,7 @@ from mpss_fast import cli
 from mpss_fast.etsi014.backend import KeyBackend
 from mpss_fast.etsi014.client import Etsi014Client
 from mpss_fast.etsi014.kme_sim import KmeSimBackend, parse_sae_pair
-from mpss_fast.etsi014.model import KeyLimits, KeyStatus
+from mpss_fast.etsi014.model import KeyLimits, KeyList, KeyStatus
 from mpss_fast.etsi014.server import make_app
 from mpss_fast.exceptions import (
     Etsi014BadRequestError,
@@ -389,6 +389,25 @@ def test_client_against_server(pki: Pki) -> None:
         Etsi014Client("https://127.0.0.1")  # no certificate
     with pytest.raises(ParameterError):
         Etsi014Client("http://127.0.0.1")  # plain HTTP needs sae_id
+
+
+class _ShortBackend(KmeSimBackend):
+    """A KME that is always short of key and says when to retry."""
+
+    async def enc_keys(self, master: str, slave: str, number: int, size_bits: int) -> KeyList:
+        raise Etsi014UnavailableError("no key now", retry_after=2.5)
+
+
+def test_a_503_carries_retry_after_to_the_client(pki: Pki) -> None:
+    """The server rounds ``retry_after`` up into the ``Retry-After`` header; the client reads it back."""
+
+    async def body(url: str) -> None:
+        async with pki.client(url, "A") as a:
+            with pytest.raises(Etsi014UnavailableError) as short:
+                await a.enc_keys("B")
+        assert (short.value.status, short.value.retry_after, short.value.message) == (503, 3.0, "no key now")
+
+    _serve(pki, _ShortBackend([("A", "B")], kme_id="kme-1"), body)
 
 
 def test_client_plain_http_development(pki: Pki) -> None:

@@ -732,7 +732,7 @@ def test_one_store_per_file_and_no_foreign_files(tmp_path: Path) -> None:
         pass
     with pytest.raises(StoreVersionError, match="not an mpss key store"):
         KeyStore(tmp_path / "node.db")
-    with pytest.raises(StoreVersionError, match="not an mpss node store"):
+    with pytest.raises(StoreVersionError, match="not an mpss link store"):
         LinkStore(db)
     conn = sqlite3.connect(db)
     conn.execute("UPDATE keystore_version SET version = ?", (KEYSTORE_SCHEMA_VERSION + 1,))

@@ -37,6 +37,7 @@ from mpss_fast.exceptions import (  # noqa: E402
     Etsi014UnavailableError,
     NodeConfigError,
     PeerApiError,
+    PeerUnreachableError,
     StoreError,
 )
 from mpss_fast.https.server import start_server  # noqa: E402
@@ -1076,12 +1077,18 @@ def test_peer_client_errors_say_what_happened(tmp_path: Path) -> None:
             c = PeerClient(b.url, "C", ssl_context=None, timeout=5)
             nowhere = PeerClient(f"http://127.0.0.1:{_closed_port()}/", "A", ssl_context=None, timeout=5)
             try:
-                with pytest.raises(PeerApiError, match=r"refused keys: HTTP 403: node C is not a neighbour of this"):
+                with pytest.raises(
+                    PeerApiError, match=r"refused keys: HTTP 403: node C is not a neighbour of this"
+                ) as refused:
                     await c.announce(0, [uuid.uuid4()], KEY_BITS)
+                assert refused.value.status == 403
                 with pytest.raises(PeerApiError, match=r"refused position: HTTP 403: node C is not a neighbour of"):
                     await c.report_position(1)
-                with pytest.raises(PeerApiError, match=r"neighbour http://127\.0\.0\.1:\d+ did not answer: "):
+                with pytest.raises(
+                    PeerUnreachableError, match=r"neighbour http://127\.0\.0\.1:\d+ did not answer: "
+                ) as gone:
                     await nowhere.announce(0, [uuid.uuid4()], KEY_BITS)
+                assert gone.value.status is None  # no HTTP answer came
                 with pytest.raises(PeerApiError, match=r"did not answer: ClientConnectorError"):
                     await nowhere.report_position(1)
             finally:

@@ -1,4 +1,4 @@
-"""The node store: link pads recorded before use and never reused across crashes; e2e keys delivered once."""
+"""The link store: link pads recorded before use and never reused across crashes; its schema migrated forward."""
 
 from __future__ import annotations
 
@@ -333,7 +333,7 @@ def test_newer_schema_and_foreign_databases_are_refused(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     other.chmod(0o600)  # private, or it is refused for that first (tests/test_store_permissions.py)
-    with pytest.raises(StoreVersionError, match="not an mpss node store"):
+    with pytest.raises(StoreVersionError, match="not an mpss link store"):
         LinkStore(other)
     LinkStore(tmp_path / "fresh.db").close()  # and the lock was released after each refusal
     with pytest.raises(StoreVersionError):
@@ -521,7 +521,7 @@ V1_SCHEMA = (  # the statements of schema version 1, as released
 
 
 def _make_v1(path: Path, *extra: str) -> None:
-    """A version-1 node store as version 1 left it: link A->B consumed up to 100, one pending key."""
+    """A version-1 node store as version 1 left it: link A->B consumed up to 100, one key in the old per-key table."""
     conn = sqlite3.connect(path)
     try:
         for statement in (*V1_SCHEMA, *extra):

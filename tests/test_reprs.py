@@ -534,6 +534,7 @@ ALLOWED: dict[str, str] = {
     "mpss_fast.exceptions.HttpBadRequestError": MESSAGE_ONLY,
     "mpss_fast.exceptions.HttpUnauthorizedError": MESSAGE_ONLY,
     "mpss_fast.exceptions.PeerApiError": MESSAGE_ONLY,
+    "mpss_fast.exceptions.PeerUnreachableError": MESSAGE_ONLY,
     "mpss_fast.exceptions.Etsi014Error": "a base class; messages never carry key bytes (ETSI 014 'message')",
     "mpss_fast.exceptions.Etsi014BadRequestError": MESSAGE_ONLY,
     "mpss_fast.exceptions.Etsi014UnauthorizedError": MESSAGE_ONLY,

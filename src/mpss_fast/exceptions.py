@@ -199,7 +199,7 @@ class UnknownLinkError(StoreError, LookupError):
 
 
 class KeyNotFoundError(StoreError, LookupError):
-    """No end-to-end key with this ID exists for this peer (never stored, or stored for another peer)."""
+    """No key with this ID can be collected for this SAE pair (never applied here, or applied for another pair)."""
 
     key_id: str | None = None
     """The key ID concerned (text), when the store knows it."""
@@ -272,7 +272,13 @@ class Etsi014UnavailableError(Etsi014Error):
 
 
 class PeerApiError(HttpError):
-    """A node's peer API (neighbours, the S-D channel, operators) refused a request or did not answer."""
+    """A node's peer API (neighbours, the S-D channel, operators) refused a request (``status``: its answer)."""
+
+
+class PeerUnreachableError(PeerApiError):
+    """A node's peer API did not answer: connection refused, TLS failure, timeout (``status`` is ``None``)."""
+
+    default_status = None
 
 
 class Etsi014ConnectionError(Etsi014Error):

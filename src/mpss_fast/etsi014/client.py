@@ -105,6 +105,7 @@ class Etsi014Client:
             async with self._session.request(method, url, json=body, ssl=self._ssl) as response:
                 status = response.status
                 raw = await response.read()
+                retry_after = _retry_after(response.headers.get("Retry-After"))
         except (aiohttp.ClientError, ssl.SSLError, TimeoutError, OSError) as exc:
             raise Etsi014ConnectionError(f"no answer from {self.base_url}: {type(exc).__name__}: {exc}") from None
         try:
@@ -115,7 +116,7 @@ class Etsi014Client:
             message = data.get("message") if isinstance(data, dict) else None
             if not isinstance(message, str):
                 message = f"HTTP {status} without a message"
-            raise _ERRORS.get(status, Etsi014Error)(message, status)
+            raise _ERRORS.get(status, Etsi014Error)(message, status, retry_after=retry_after)
         if status != 200 or data is None:
             raise Etsi014ConnectionError(f"{self.base_url} answered HTTP {status} without a JSON body", status)
         return data
@@ -181,3 +182,10 @@ def _check_sizes(call: str, base_url: str, keys: KeyList, size: int | None) -> N
         wanted = "one size" if size is None else f"{size} bits each"
         got = ", ".join(str(bits) for bits in sizes)
         raise KmeFaultError(f"{base_url}: {call} answered keys of {got} bits, not {wanted}", 200)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` of delay-seconds as a number (an HTTP date or anything else: ``None``)."""
+    if value is None or not value.strip().isascii() or not value.strip().isdigit():
+        return None
+    return float(value.strip())

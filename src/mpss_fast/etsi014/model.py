@@ -33,14 +33,6 @@ def check_sae_id(value: Any, what: str = "SAE ID") -> str:
     return value
 
 
-def sae_pair(master: str, slave: str) -> str:
-    """The ``peer`` name under which a node store keeps the keys of one SAE pair: ``"master->slave"``.
-
-    Unambiguous because SAE IDs contain no ``>``.
-    """
-    return f"{check_sae_id(master, 'master SAE ID')}->{check_sae_id(slave, 'slave SAE ID')}"
-
-
 @dataclass(frozen=True)
 class KeyLimits:
     """What a KME accepts in one request (reported in its status)."""

@@ -49,6 +49,7 @@ from ..exceptions import (
     HttpUnauthorizedError,
     MpssError,
     PeerApiError,
+    PeerUnreachableError,
     StoreError,
 )
 from ..https.identity import DUPLICATE_WINDOW_S, DuplicateWatch, request_identity
@@ -291,7 +292,7 @@ class PeerClient:
         status, data = await self._exchange(what, body, path)
         if status != 200 or not isinstance(data, dict) or field not in data:
             message = data.get("message") if isinstance(data, dict) else None
-            raise PeerApiError(f"neighbour {self.base_url} refused {what}: HTTP {status}: {message}")
+            raise PeerApiError(f"neighbour {self.base_url} refused {what}: HTTP {status}: {message}", status)
         return data
 
     async def _exchange(self, what: str, body: dict[str, Any], path: str | None) -> tuple[int, Any]:
@@ -306,7 +307,9 @@ class PeerClient:
                 raw = await response.read()
                 status = response.status
         except (aiohttp.ClientError, ssl.SSLError, TimeoutError, OSError) as exc:
-            raise PeerApiError(f"neighbour {self.base_url} did not answer: {type(exc).__name__}: {exc}") from None
+            raise PeerUnreachableError(
+                f"neighbour {self.base_url} did not answer: {type(exc).__name__}: {exc}"
+            ) from None
         try:
             data = parse_json(raw)  # a neighbour's answer gets no more trust than a request
         except HttpBadRequestError:
@@ -355,4 +358,4 @@ class PeerClient:
         unit = data.get("unit_ID") if isinstance(data, dict) else None
         if status == 409 and isinstance(unit, str) and len(unit) == 32:
             raise UnitMissingError(f"node {self.base_url} lacks unit {unit}: {message}", unit)
-        raise PeerApiError(f"node {self.base_url} refused records: HTTP {status}: {message}")
+        raise PeerApiError(f"node {self.base_url} refused records: HTTP {status}: {message}", status)

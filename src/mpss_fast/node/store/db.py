@@ -1,6 +1,6 @@
 """One SQLite file of key material: private to its owner, held by one process, WAL and fsync, a versioned schema.
 
-Both of a node's stores (``store.LinkStore``: link key streams; ``keystore.KeyStore``: the
+Both of a node's stores (``links.LinkStore``: link key streams; ``keys.KeyStore``: the
 key stores of application pairs) open their file through here, so the rules live once:
 
 * the directory is ``0700`` and every file ``0600`` whatever the umask, and a directory or
@@ -130,7 +130,7 @@ def open_file(
     foreign_keys: bool = False,
 ) -> tuple[sqlite3.Connection, int]:
     """(connection, lock fd) of the store file at ``path``: checked private, locked, configured, its schema
-    current (see the module docstring). ``kind`` ("node store") and ``owner`` ("LinkStore") word the errors:
+    current (see the module docstring). ``kind`` ("link store") and ``owner`` ("LinkStore") word the errors:
     ``StorePermissionError``, ``StoreLockedError``, ``StoreVersionError``, ``StoreError``."""
     real = prepare_location(path) if PRIVATE_MODES else path
     lock_fd = open_private(path + "-lock")
@@ -181,7 +181,7 @@ def open_schema(
 ) -> None:
     """Create the schema in a new file, or check ``table``'s version and migrate it forward, in one transaction.
 
-    ``kind`` ("node store") and ``schema_name`` ("schema version") word the errors.
+    ``kind`` ("link store") and ``schema_name`` ("schema version") word the errors.
     """
     if not table.isidentifier():  # a name from the calling module's code, never from input
         raise ValueError(f"not a table name: {table!r}")

@@ -71,7 +71,7 @@ MAX_KEYS_PER_REQUEST = 4096
 """The most keys one ``issue`` or ``take`` may ask for."""
 
 MAX_SAE_ID_CHARS = 128
-"""SAE IDs are at most this long (ETSI 014 as served by ``etsi014.py``)."""
+"""SAE IDs are at most this long (ETSI 014 as ``etsi014.model`` checks them)."""
 
 PENDING = "pending"
 """A unit not yet confirmed: S awaits D's proof, or D awaits S's verdict. Never handed out."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -132,13 +131,10 @@ class LinkStore:
     Use as a context manager or call ``close()``.
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time, lease_bytes: int = 0
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, lease_bytes: int = 0) -> None:
         if isinstance(lease_bytes, bool) or not isinstance(lease_bytes, int) or not 0 <= lease_bytes <= MAX_LEASE_BYTES:
             raise ParameterError(f"lease_bytes must be an int in 0..{MAX_LEASE_BYTES}, not {lease_bytes!r}")
         self.path = os.fspath(path)
-        self._clock = clock
         self.lease_bytes = lease_bytes
         self._recorded: dict[str, int] = {}  # link -> position committed (>= every byte handed out)
         self._lock = threading.Lock()  # guards the connection
@@ -146,7 +142,7 @@ class LinkStore:
         self._pools: dict[str, LinkKeyPool] = {}
         self._closed = False
         self._conn, self._lock_fd = db.open_file(
-            self.path, kind="node store", owner="LinkStore", table="schema_version", version=SCHEMA_VERSION,
+            self.path, kind="link store", owner="LinkStore", table="schema_version", version=SCHEMA_VERSION,
             schema=_SCHEMA, migrations=_MIGRATIONS, schema_name="schema version", foreign_keys=True,
         )  # fmt: skip
 
@@ -163,13 +159,13 @@ class LinkStore:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreClosedError(f"node store {self.path} is closed")
+            raise StoreClosedError(f"link store {self.path} is closed")
 
     def _write(self, what: str, body: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``body`` in one committed write transaction; on any error roll back and raise."""
         with self._lock:
             self._check_open()
-            return db.write(self._conn, f"node store {self.path}: {what}", body)
+            return db.write(self._conn, f"link store {self.path}: {what}", body)
 
     def close(self) -> None:
         """Checkpoint and truncate the WAL, close the database, release the lock (idempotent).
@@ -204,9 +200,9 @@ class LinkStore:
             try:
                 busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             except sqlite3.Error as exc:
-                raise StoreError(f"node store {self.path}: checkpoint failed: {exc}") from exc
+                raise StoreError(f"link store {self.path}: checkpoint failed: {exc}") from exc
             if busy:  # pragma: no cover - only one connection ever opens the file
-                raise StoreError(f"node store {self.path}: checkpoint could not complete (database busy)")
+                raise StoreError(f"link store {self.path}: checkpoint could not complete (database busy)")
 
     # -- link key material ---------------------------------------------------------
 
@@ -365,7 +361,7 @@ class LinkStore:
                         "SELECT start, material FROM link_chunks WHERE link = ? ORDER BY start", (link,)
                     ).fetchall()
                 except sqlite3.Error as exc:
-                    raise StoreError(f"node store {self.path}: reading link {link} failed: {exc}") from exc
+                    raise StoreError(f"link store {self.path}: reading link {link} failed: {exc}") from exc
             if row is None:
                 raise UnknownLinkError(f"link {link}: no key material was ever added")
             position, end = row
