@@ -375,7 +375,7 @@ def test_udp_forged_key_ids_and_replays_move_no_pool_and_honest_keys_flow_on_all
     assert _count(after, "bad tag", "S>R1") - _count(before["R1"], "bad tag", "S>R1") == 60, net.logs()
     assert _count(after, "bad tag") - _count(before["R1"], "bad tag") == 60
     assert _count(after, "no key") - _count(before["R1"], "no key") == 60
-    replayed = "key ID behind the pool (replay or restart)"
+    replayed = "offset behind the pool (replay or restart)"
     assert _count(after, replayed) - _count(before["R1"], replayed) == 3
     assert after["shares_relayed"] == before["R1"]["shares_relayed"]
     keys = net.move(5)  # and R1's path still carries: every key's three shares reach D

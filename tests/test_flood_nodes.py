@@ -67,4 +67,4 @@ def test_memory_and_log_lines_stay_flat(figures: attack_flood.Figures) -> None:
         assert figures_of["log_lines_during"] < 20, (node, figures_of)
         assert sum(figures_of["dropped"].values()) == memory["by_node"][node]
         assert figures_of["shares_received"] == 0  # no replay was taken for a share
-    assert memory["nodes"]["D"]["dropped"]["key ID behind the pool (replay or restart)"] > 0  # the replays
+    assert memory["nodes"]["D"]["dropped"]["offset behind the pool (replay or restart)"] > 0  # the replays

@@ -626,7 +626,7 @@ class Link:
         return self.a.stream_end(LINK), self.b.stream_end(LINK)
 
     def assert_same_streams(self) -> int:
-        """Both streams hold the same bytes at the same key IDs; returns the common length."""
+        """Both streams hold the same bytes at the same offsets; returns the common length."""
         end_a, end_b = self.ends()
         assert end_a == end_b
         if end_a == 0:
@@ -1036,7 +1036,7 @@ def test_position_reports_by_others_or_beyond_the_pool_are_refused(tmp_path: Pat
 
             a = _peer(b, "A", tls_mode)
             try:
-                with pytest.raises(PeerApiError, match=r"refused position: HTTP 503: .*cannot skip to key ID 1001"):
+                with pytest.raises(PeerApiError, match=r"refused position: HTTP 503: .*cannot skip to offset 1001"):
                     await a.report_position(1001)
                 assert (b.outgoing.position, b.outgoing.available) == (0, 1000)
                 assert await a.report_position(1000) == 1000
@@ -1269,13 +1269,13 @@ def test_bad_packets_are_dropped_by_reason_and_the_node_keeps_working(tmp_path: 
             _, good = _share_for_d(LinkKeyPool("R1>D", material[1024:], position=1024))
             stats = await send(good)
             assert stats["shares_received"] == 1
-            stats = await send(good)  # a replay: its key ID is behind D's pool now
+            stats = await send(good)  # a replay: its offset is behind D's pool now
             assert stats["dropped"] == {
                 "malformed": 1,
                 "not for this node": 1,
                 "bad tag": 1,
                 "unknown SID": 1,
-                "key ID behind the pool (replay or restart)": 1,
+                "offset behind the pool (replay or restart)": 1,
             }
             assert stats["shares_received"] == 1 and stats["keys_delivered"] == 0 and stats["tampered"] == []
             assert node.stats()["links"]["R1>D"]["position"] >= 1024 + 32 + 48

@@ -186,7 +186,7 @@ def test_skip_to_beyond_the_material_raises_and_changes_nothing() -> None:
     pool = LinkKeyPool("A->B", STREAM[:100], on_consume=seen.append)
     pool.take(10)
     with pytest.raises(
-        KeyPoolExhaustedError, match=r"link A->B: cannot skip to key ID 101; the pool holds key up to 100"
+        KeyPoolExhaustedError, match=r"link A->B: cannot skip to offset 101; the pool holds key up to 100"
     ):
         pool.skip_to(101)
     assert (pool.position, pool.available, pool.discarded, seen) == (10, 90, 0, [10])
@@ -200,6 +200,6 @@ def test_skip_to_beyond_the_material_raises_and_changes_nothing() -> None:
 @pytest.mark.parametrize("key_id", [-1, 1.5, "10", True, None])
 def test_skip_to_bad_arguments(key_id: object) -> None:
     pool = LinkKeyPool("A->B", STREAM)
-    with pytest.raises(ParameterError, match="key_id must be an int >= 0"):
+    with pytest.raises(ParameterError, match="offset must be an int >= 0"):
         pool.skip_to(key_id)  # type: ignore[arg-type]
     assert (pool.position, pool.available) == (0, 4096)

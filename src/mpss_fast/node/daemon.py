@@ -13,7 +13,7 @@
   demand and confirmed end to end, over the peer API to each pair's other node;
 * the ETSI 014 server toward applications (:class:`FlowBackend`), on the key stores.
 
-Log lines go to the ``mpss_fast.node`` logger; they carry key IDs, never key bytes.
+Log lines go to the ``mpss_fast.node`` logger; they carry key IDs, unit IDs and offsets, never key bytes.
 """
 
 from __future__ import annotations

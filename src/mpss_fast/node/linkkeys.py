@@ -4,7 +4,7 @@ For the direction ``A>B`` (A sends shares to B), A is the ETSI 014 master:
 
 1. A asks the link's KME for keys (``enc_keys``) and **stages** them in its store,
    outside the stream (never handed out yet).
-2. A **announces** ``(start, key IDs)`` to B's peer API; ``start`` is the key ID the batch
+2. A **announces** ``(start, key IDs)`` to B's peer API; ``start`` is the offset the batch
    will begin at, A's stream end.
 3. B fetches the same keys (``dec_keys``) and appends them at ``start`` (``added``); a
    batch it already holds is answered ``have``; keys the KME no longer has for it (B
@@ -14,7 +14,7 @@ For the direction ``A>B`` (A sends shares to B), A is the ETSI 014 master:
    it drops it.
 
 A batch is in A's stream only once B has it, so both streams are always the same bytes
-at the same key IDs, whichever side is killed at whichever step; an unconfirmed batch is
+at the same offsets, whichever side is killed at whichever step; an unconfirmed batch is
 announced again after a restart. Key IDs travel, key bytes never do.
 
 **Faults.** A KME answer unlike the request, at either end (``KmeFaultError``, or a size

@@ -12,7 +12,7 @@ with plain HTTP for development, the ``X-MPSS-Node`` header. Roles (``docs/node.
 * ``POST /mpss/v1/links/{receiver}/position`` with ``{"position": int}``: the neighbour
   ``receiver`` restarted and resumes its incoming stream of ``this node>receiver`` at
   ``position`` (its committed, leased position); this node skips its outgoing pool to
-  there, so shares are not sent under key IDs the receiver will refuse. Answer
+  there, so shares are not sent at offsets the receiver will refuse. Answer
   ``{"skipped": bytes}``. Only ``receiver`` itself may call it.
 * ``GET /mpss/v1/node/stats``: counters (no secrets, but stream positions that help an
   attacker), for the operators listed in the configuration (``peer.operators``) only.

@@ -80,7 +80,7 @@ class ShareStats:
     tamper_reports: int = 0
     refused_reports: int = 0
     link_drops: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Per link, the shares dropped for a bad tag, a refused route, a replayed or late key ID (the incoming link
+    """Per link, the shares dropped for a bad tag, a refused route, a replayed or late offset (the incoming link
     the packet names) or for want of key (the link that lacked it): where forgeries come from. Keyed by links
     between nodes of the topology, so bounded."""
 
@@ -233,7 +233,7 @@ class ShareNode:
         except RouteError as exc:
             self._refused(exc, packet)
         except KeyReuseError as exc:
-            self.stats.drop("key ID behind the pool (replay or restart)", exc.link)
+            self.stats.drop("offset behind the pool (replay or restart)", exc.link)
         except KeyPoolExhaustedError as exc:
             self.stats.drop("no key", exc.link)
         except TopologyError:

@@ -1,16 +1,16 @@
 """One hop of a share: seal at the sender, verify + re-encrypt + re-tag at a relay, open at the destination.
 
 On every link a share travels as ``ciphertext = y XOR pad`` with a Poly1305 tag, and the
-key material of one message is taken from the link's pool in one piece at one key ID:
+key material of one message is taken from the link's pool in one piece at one offset:
 
-    material = mac_key (32 bytes) || pad (share_len bytes);  option.hop_key_id = its key ID
+    material = mac_key (32 bytes) || pad (share_len bytes);  option.hop_key_id = its offset
 
 The tag is Poly1305 under ``mac_key`` over ``option.mac_bytes() || route || ciphertext``
 (the option TLV with its tag zeroed, the packet's routing fields as
 :func:`mpss_fast.wire.route_bytes` lays them out, then the ciphertext): a one-time key per
 message makes this a Wegman-Carter authenticator, secure against an unbounded forger,
 and a rewritten segment list, Segments Left or source fails the next hop's check.
-The receiver verifies the tag on the material at the claimed key ID *before* the pool
+The receiver verifies the tag on the material at the claimed offset *before* the pool
 consumes anything (:meth:`LinkKeyPool.take_at`): a forged message costs no key material.
 Material is wiped after use.
 """
@@ -40,7 +40,7 @@ def hop_key_bytes(share_len: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ShareMessage:
-    """One share on one link: its MPSS option (metadata, key ID, tag), the encrypted share, and the
+    """One share on one link: its MPSS option (metadata, pad offset, tag), the encrypted share, and the
     routing fields it travels under (``route_bytes`` of its packet; empty where no packet carries it)."""
 
     option: MpssOption
@@ -75,7 +75,7 @@ def _tag(material: bytearray, option: MpssOption, key_id: int, route: bytes, cip
 
 
 def _verifier(message: ShareMessage, link: str) -> Callable[[memoryview], None]:
-    """The check ``LinkKeyPool.take_at`` runs on the material at the message's key ID before consuming it."""
+    """The check ``LinkKeyPool.take_at`` runs on the material at the message's offset before consuming it."""
 
     def verify(material: memoryview) -> None:
         option = message.option

@@ -2,19 +2,19 @@
 
 Two neighbours share the key stream of their link; each direction has its own pool
 (the sender's and the receiver's copies of one stream), so the two ends never race for
-the same bytes. A byte's **key ID** is its offset in that stream since the link started:
-the sender takes the next bytes and puts their key ID in the message; the receiver takes
-the bytes at that key ID. Material leaves the pool exactly once and is zeroed in the pool
+the same bytes. A byte's **offset** is its place in that stream since the link started:
+the sender takes the next bytes and puts their offset in the message (the option's ``hop_key_id``); the receiver takes
+the bytes at that offset. Material leaves the pool exactly once and is zeroed in the pool
 as it leaves; running out raises rather than ever reusing a byte.
 
 **Verify, then consume.** The receiver's ``take_at`` is given the check of the message
-(its one-time tag) and runs it on the material at the claimed key ID *before* anything
+(its one-time tag) and runs it on the material at the claimed offset *before* anything
 moves: a message that fails it consumes nothing, discards nothing and persists nothing,
-so forged key IDs cannot drain a pool. Messages may arrive out of order within a
+so forged offsets cannot drain a pool. Messages may arrive out of order within a
 **window** of ``window`` bytes behind the furthest authenticated message: material
 there stays usable until authenticated traffic moves the window past it, and only then
 is it discarded. Each range is handed out once (a replay is ``KeyReuseError``), and a
-key ID behind the window is refused (that material is gone).
+offset behind the window is refused (that material is gone).
 
 Persistence: ``on_consume(end)`` is called, *before* the material is handed to the
 caller, with the end of the furthest material handed out so far: nothing below it may be
@@ -55,7 +55,7 @@ def _as_bytes_view(obj: Any, name: str) -> memoryview:
 class LinkKeyPool:
     """One direction of a link's QKD key material (see the module docstring).
 
-    ``position`` is the key ID of the first byte the pool still holds (bytes before it
+    ``position`` is the offset of the first byte the pool still holds (bytes before it
     were handed out or discarded); ``available`` is how many held bytes were not handed
     out yet; ``window`` the reordering window in bytes (0: strictly in order).
     """
@@ -116,66 +116,66 @@ class LinkKeyPool:
             self._buf += view
 
     def take(self, nbytes: int) -> tuple[int, bytearray]:
-        """Sender side: the next ``nbytes`` and their key ID. The caller wipes the returned buffer after use."""
+        """Sender side: the next ``nbytes`` and their offset. The caller wipes the returned buffer after use."""
         self._check_size(nbytes)
         with self._lock:
-            key_id = self._high
-            self._check_held(key_id, nbytes)
-            return key_id, self._consume_locked(key_id, nbytes)
+            offset = self._high
+            self._check_held(offset, nbytes)
+            return offset, self._consume_locked(offset, nbytes)
 
-    def take_at(self, key_id: int, nbytes: int, verify: Callable[[memoryview], object]) -> bytearray:
-        """Receiver side: the ``nbytes`` at ``key_id``, which the peer took with ``take``, if ``verify`` passes.
+    def take_at(self, offset: int, nbytes: int, verify: Callable[[memoryview], object]) -> bytearray:
+        """Receiver side: the ``nbytes`` at ``offset``, which the peer took with ``take``, if ``verify`` passes.
 
-        ``verify(material)`` is called with a read-only view of the material at ``key_id``
+        ``verify(material)`` is called with a read-only view of the material at ``offset``
         and raises if the message does not authenticate under it; then nothing is consumed,
         discarded or persisted and its exception propagates. Only material that passed is
-        handed out (and zeroed in the pool). Errors: ``KeyReuseError`` for a key ID behind
+        handed out (and zeroed in the pool). Errors: ``KeyReuseError`` for an offset behind
         the window or a range already handed out (a replay), ``KeyPoolExhaustedError`` for
         material the pool does not hold (yet). Both leave the pool as it was.
         """
         self._check_size(nbytes)
-        if type(key_id) is not int or key_id < 0:
-            raise ParameterError(f"key_id must be an int >= 0, not {key_id!r}")
+        if type(offset) is not int or offset < 0:
+            raise ParameterError(f"offset must be an int >= 0, not {offset!r}")
         if not callable(verify):
             raise ParameterError("verify must be callable: material is handed out only to an authenticated message")
         with self._lock:
-            if key_id < self._position:
+            if offset < self._position:
                 raise KeyReuseError(
-                    f"link {self.link}: key ID {key_id} is behind the window at {self._position}; "
+                    f"link {self.link}: offset {offset} is behind the window at {self._position}; "
                     "that material was already used or discarded (a replayed or late message)",
                     link=self.link,
                 )
-            self._check_held(key_id, nbytes)
-            if key_id < self._high and self._overlaps(key_id, key_id + nbytes):
+            self._check_held(offset, nbytes)
+            if offset < self._high and self._overlaps(offset, offset + nbytes):
                 raise KeyReuseError(
-                    f"link {self.link}: key ID {key_id} ({nbytes} bytes) was already handed out (a replayed message)",
+                    f"link {self.link}: offset {offset} ({nbytes} bytes) was already handed out (a replayed message)",
                     link=self.link,
                 )
-            start = self._head + key_id - self._position
+            start = self._head + offset - self._position
             with memoryview(self._buf) as whole, whole[start : start + nbytes].toreadonly() as material:
                 verify(material)
-            return self._consume_locked(key_id, nbytes)
+            return self._consume_locked(offset, nbytes)
 
-    def skip_to(self, key_id: int) -> int:
-        """Sender side: discard the material before ``key_id`` (the receiver resumed there after a restart).
+    def skip_to(self, offset: int) -> int:
+        """Sender side: discard the material before ``offset`` (the receiver resumed there after a restart).
 
-        Nothing happens if the pool is already at or past ``key_id``; material beyond what the
+        Nothing happens if the pool is already at or past ``offset``; material beyond what the
         pool holds cannot be skipped (``KeyPoolExhaustedError``). Returns the bytes discarded.
         """
-        if type(key_id) is not int or key_id < 0:
-            raise ParameterError(f"key_id must be an int >= 0, not {key_id!r}")
+        if type(offset) is not int or offset < 0:
+            raise ParameterError(f"offset must be an int >= 0, not {offset!r}")
         with self._lock:
-            if key_id <= self._position:
+            if offset <= self._position:
                 return 0
-            if key_id - self._position > len(self._buf) - self._head:
+            if offset - self._position > len(self._buf) - self._head:
                 raise KeyPoolExhaustedError(
-                    f"link {self.link}: cannot skip to key ID {key_id}; "
+                    f"link {self.link}: cannot skip to offset {offset}; "
                     f"the pool holds key up to {self._position + len(self._buf) - self._head}",
                     link=self.link,
                 )
             before = self.discarded
-            self._high = max(self._high, key_id)
-            self._slide_to(key_id)
+            self._high = max(self._high, offset)
+            self._slide_to(offset)
             if self._on_consume is not None:
                 self._on_consume(self._high)
             return self.discarded - before
@@ -195,12 +195,12 @@ class LinkKeyPool:
         if type(nbytes) is not int or nbytes < 1:
             raise ParameterError(f"nbytes must be an int >= 1, not {nbytes!r}")
 
-    def _check_held(self, key_id: int, nbytes: int) -> None:
-        if key_id + nbytes > self._position + len(self._buf) - self._head:
+    def _check_held(self, offset: int, nbytes: int) -> None:
+        if offset + nbytes > self._position + len(self._buf) - self._head:
             end = self._position + len(self._buf) - self._head
             raise KeyPoolExhaustedError(
-                f"link {self.link}: {nbytes} bytes of key at key ID {key_id} requested, "
-                f"{max(0, end - key_id)} available from there (the pool holds key IDs up to {end}); "
+                f"link {self.link}: {nbytes} bytes of key at offset {offset} requested, "
+                f"{max(0, end - offset)} available from there (the pool holds offsets up to {end}); "
                 "wait for more key or fail the session",
                 link=self.link,
             )
@@ -212,13 +212,13 @@ class LinkKeyPool:
             return True
         return i < len(used) and used[i][0] < end
 
-    def _consume_locked(self, key_id: int, nbytes: int) -> bytearray:
-        """Hand out ``[key_id, key_id + nbytes)`` (held, not used): copy, zero, record, slide the window."""
-        start = self._head + key_id - self._position
-        end = key_id + nbytes
+    def _consume_locked(self, offset: int, nbytes: int) -> bytearray:
+        """Hand out ``[offset, offset + nbytes)`` (held, not used): copy, zero, record, slide the window."""
+        start = self._head + offset - self._position
+        end = offset + nbytes
         out = self._buf[start : start + nbytes]
         self._buf[start : start + nbytes] = bytes(nbytes)  # same length: zeroed in place
-        bisect.insort(self._used, (key_id, end))
+        bisect.insort(self._used, (offset, end))
         self._used_bytes += nbytes
         moved = end > self._high
         if moved:

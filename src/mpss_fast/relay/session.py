@@ -37,7 +37,7 @@ class Receipt:
 
     status: Arrival
     key_id: uuid.UUID
-    """The session ID: the key ID both ends use for the number."""
+    """The session ID: the UUID both ends name the number by (the node calls it the unit ID)."""
     x: int
     path_id: int
     shares: int
@@ -79,7 +79,7 @@ class Delivery:
     """Byte-identical copies that were dropped."""
 
     def key(self, *, length: int = 32, info: bytes = DEFAULT_INFO) -> bytes:
-        """The end-to-end key: :func:`mpss_fast.e2e.derive_key` of the number under this key ID."""
+        """The end-to-end key: :func:`mpss_fast.e2e.derive_key` of the number under this session ID."""
         return derive_key(self.number, self.key_id, length=length, info=info)
 
 
