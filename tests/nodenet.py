@@ -44,6 +44,7 @@ import aiohttp
 from mpss_fast.etsi014 import kme_sim
 from mpss_fast.etsi014.client import Etsi014Client
 from mpss_fast.etsi014.model import KeyList
+from mpss_fast.exceptions import Etsi014UnavailableError
 from mpss_fast.https.server import RunningServer
 from mpss_fast.https.tls import ssl_client_context
 
@@ -95,14 +96,33 @@ def mgmt_addr(name: str, *, kme_side: bool = False) -> str:
 
 
 class RecordingKme(kme_sim.KmeSimBackend):
-    """The link KME, remembering each key it issued and the order each slave fetched them in."""
+    """The link KME, remembering each key it issued and the order each slave fetched them in.
+
+    :meth:`withhold` makes it stop serving one link direction's key (every ``enc_keys`` of that sender for
+    that receiver answered 503, as a QKD link whose key ran out), :meth:`release` serves it again; by default
+    every link is served.
+    """
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.issued: dict[uuid.UUID, bytes] = {}
         self.fetched: dict[tuple[str, str], list[list[uuid.UUID]]] = collections.defaultdict(list)
+        self.withheld: set[tuple[str, str]] = set()
+        """Link directions (sender, receiver) whose key is not served now."""
+        self.refused: collections.Counter[tuple[str, str]] = collections.Counter()
+        """Per link direction, the ``enc_keys`` answered 503 because it was withheld."""
+
+    def withhold(self, sender: str, receiver: str) -> None:
+        """Serve no more key for ``sender>receiver`` (``enc_keys`` answers 503) until :meth:`release`."""
+        self.withheld.add((sender, receiver))
+
+    def release(self, sender: str, receiver: str) -> None:
+        self.withheld.discard((sender, receiver))
 
     async def enc_keys(self, master: str, slave: str, number: int, size_bits: int) -> KeyList:
+        if (master, slave) in self.withheld:
+            self.refused[(master, slave)] += 1
+            raise Etsi014UnavailableError(f"no key for SAE {slave} now: the link's key supply is withheld")
         keys = await super().enc_keys(master, slave, number, size_bits)
         self.issued.update(keys)
         return keys
@@ -121,10 +141,18 @@ class NodeNet:
     """Build with ``NodeNet(lab, directory)``, then ``start()``; ``close()`` stops the loop thread."""
 
     def __init__(
-        self, lab: Lab, directory: Path, *, keys: dict[str, Any] | None = None, stores: dict[str, Any] | None = None
+        self,
+        lab: Lab,
+        directory: Path,
+        *,
+        keys: dict[str, Any] | None = None,
+        stores: dict[str, Any] | None = None,
+        k: int = 2,
     ) -> None:
         self.lab = lab
         self.dir = directory
+        self.k = k
+        """The threshold S splits each unit with (``k`` of the configs; n is always :data:`PATHS`)."""
         self.keys = keys or {"batch": 32, "key_bits": 8192, "low_water_bytes": 196608, "refill_interval_s": 0.02}
         self.stores = dict(stores if stores is not None else STORES)
         self.tamper: str | None = None
@@ -177,6 +205,7 @@ class NodeNet:
     def _configs(self) -> None:
         configs = nodelab.diamond(
             PATHS,
+            k=self.k,
             db=lambda n: str(self.dir / f"{n}.db"),
             peer_url=lambda me, nb: f"https://[{peer_addr(me, nb)}]:{PEER_PORT}",
             kme_url=lambda me, nb: f"https://[{mgmt_addr(me, kme_side=True)}]:{KME_PORT}",
@@ -193,6 +222,11 @@ class NodeNet:
     def set_tamper(self, relay: str | None) -> None:
         """Rewrite the configs so ``relay`` (or none) alters shares; takes effect when it restarts."""
         self.tamper = relay
+        self._configs()
+
+    def set_k(self, k: int) -> None:
+        """Rewrite the configs with threshold ``k`` (of n = :data:`PATHS`); takes effect when S restarts."""
+        self.k = k
         self._configs()
 
     def set_stores(self, stores: dict[str, Any]) -> None:
