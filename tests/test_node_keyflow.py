@@ -280,6 +280,28 @@ def test_a_record_for_a_unit_d_still_holds_pending_promotes_it(tmp_path: Path) -
     asyncio.run(Ends(tmp_path, StoreSettings(unit_bytes=64, depth_bytes=64, window=1, pending_s=30)).run(body))
 
 
+def test_a_verdict_and_a_record_committing_one_unit_at_once_count_it_once(tmp_path: Path) -> None:
+    """S's "ready" verdict and a record naming the same unit reach D together: both want to commit it.
+    The second waits for the first, finds it committed, and D's ready count moves by the unit once."""
+
+    async def body(ends: Ends) -> None:
+        ends.link_short = True  # S relays nothing else meanwhile
+        unit, material = uuid.uuid4(), os.urandom(64)
+        assert ends.d.arrived(unit, material, "S")
+        ends.d._proofs.clear()  # D's proof is sent below, by hand, concurrently with the push
+        ends.s_store.add_ready(PAIR, [(unit, material)])
+        ends.s._confirmed[unit] = PAIR  # S's verdict on a repeated proof: ready
+        (key,) = ends.s_store.issue(PAIR, [40])
+        proved, pushed = await asyncio.gather(
+            ends.d._prove(APP, [unit]), ends.d.on_push("S", PAIR, [(key.key_id, key.ranges)])
+        )
+        assert proved and pushed == 1
+        assert ends.d.stats.units_confirmed == 1 and ends.d_store.ready_bytes(PAIR) == 24
+        assert ends.d.ready_count(PAIR, 1) == ends.d_store.ready_bytes(PAIR), "D's ready count drifted"
+
+    asyncio.run(Ends(tmp_path, StoreSettings(unit_bytes=64, depth_bytes=64, window=1, pending_s=30)).run(body))
+
+
 def test_only_the_other_end_may_prove_or_push(tmp_path: Path) -> None:
     async def body(ends: Ends) -> None:
         with pytest.raises(PermissionError):

@@ -182,6 +182,7 @@ class KeyFlow:
         self._proofs_ready = asyncio.Event()
         self._confirmed: dict[uuid.UUID, Pair] = {}  # S: recently confirmed units (insertion order)
         self._uncommitted: list[tuple[uuid.UUID, _Unit]] = []  # D: ready at S, not yet committed here
+        self._committing = asyncio.Lock()  # D: one commit of ready units at a time
 
     # -- set-up and background tasks --------------------------------------------------------
 
@@ -524,6 +525,12 @@ class KeyFlow:
         When the store cannot commit them they stay in memory, out of expiry's reach, and are
         tried again with the next proofs (S holds them ready, so D must not lose them); False then.
         """
+        # One commit at a time: a proof's verdict and a push naming the same unit may both bring it
+        # here; the second finds it committed (gone from _pending) and counts it once.
+        async with self._committing:
+            return await self._commit_ready_now(pair, units)
+
+    async def _commit_ready_now(self, pair: Pair, units: list[tuple[uuid.UUID, _Unit]]) -> bool:
         units = [(uid, u) for uid, u in units if self._pending.get(uid) is u]
         if not units:
             return True
