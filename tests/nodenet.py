@@ -63,10 +63,17 @@ LINKS = nodelab.links(PATHS)
 PAIR = f"{nodelab.MASTER}->{nodelab.SLAVE}"
 """The application pair as the nodes' stats name it (``keyflow.pairs``)."""
 
-STORES: dict[str, Any] = {"unit_bytes": 32, "depth_bytes": 64 * 32, "window": 16, "pending_s": 1.0}
-"""The pair's key stores (``stores``) unless a test sets others: one 256-bit key per unit, so moving N keys of
-that size refills exactly N units and the per-share counts stay exact; 64 keys deep; a unit not confirmed
-within a second (its shares lost, or an end restarted) is wiped, so the flow settles soon after a fault."""
+STORES: dict[str, Any] = {
+    "unit_bytes": 32,
+    "depth_bytes": 64 * 32,
+    "window": 16,
+    "pending_s": 1.0,
+    "prepared_keys": 0,
+}
+"""The pair's key stores (``stores``) unless a test sets others: one 256-bit key per unit and no prepared keys,
+so moving N keys of that size carves and refills exactly N units and the per-share counts stay exact; 64 keys
+deep; a unit not confirmed within a second (its shares lost, or an end restarted) is wiped, so the flow settles
+soon after a fault."""
 
 
 def node_index(name: str) -> int:

@@ -62,8 +62,15 @@ MATERIAL = 32 + KEY_BITS // 8 + 16
 UNIT_BYTES = KEY_BITS // 8
 """One key is one unit of key material (``stores.unit_bytes``), so "move 5 keys" means 5 units refilled after."""
 DEPTH_UNITS = 8
-STORES = {"unit_bytes": UNIT_BYTES, "depth_bytes": DEPTH_UNITS * UNIT_BYTES, "window": DEPTH_UNITS, "pending_s": 1.0}
-"""Small key stores: the flow is quiet (full store, nothing in flight) between the tests' steps."""
+STORES = {
+    "unit_bytes": UNIT_BYTES,
+    "depth_bytes": DEPTH_UNITS * UNIT_BYTES,
+    "window": DEPTH_UNITS,
+    "pending_s": 1.0,
+    "prepared_keys": 0,
+}
+"""Small key stores: the flow is quiet (full store, nothing in flight) between the tests' steps; no prepared
+keys, so every key moved is one unit carved and one unit refilled, and the share counts are exact."""
 OPERATOR = "noc"
 OTHER_MASTER, OTHER_SLAVE = "app-R2", "app-D2"
 """A second application pair at D, whose master is at R2: what a spoofed source would pick."""

@@ -94,7 +94,7 @@ def _app(configs: dict[str, dict[str, Any]], node: str, sae: str) -> Etsi014Clie
 def test_keys_from_enc_keys_at_s_come_out_of_dec_keys_at_d(tmp_path: Path) -> None:
     async def body(nodes: dict[str, Node], configs: dict[str, dict[str, Any]]) -> None:
         async with _app(configs, "S", nodelab.MASTER) as master, _app(configs, "D", nodelab.SLAVE) as slave:
-            await _stored(master, 20)
+            await _until(lambda: _prepared(nodes["S"]) == 256, 30)  # S prepared its default-size keys
             keys = await master.enc_keys(nodelab.SLAVE, number=20, size=256)
             got = await slave.dec_keys(nodelab.MASTER, [kid for kid, _ in keys])
             assert got == keys and len({key for _, key in keys}) == 20
@@ -102,19 +102,30 @@ def test_keys_from_enc_keys_at_s_come_out_of_dec_keys_at_d(tmp_path: Path) -> No
                 await slave.dec_keys(nodelab.MASTER, [keys[0][0]])
             with pytest.raises(Etsi014UnauthorizedError):  # the slave's node does not issue keys
                 await _enc(configs, "D", nodelab.MASTER)
-            await _stored(master, 16384 // 32)  # full again: nothing in flight any more
+            await _stored(master, 16384 // 32 + 256)  # full again (the depth and the prepared keys)
         await _until(lambda: nodes["S"].stats()["keyflow"]["pending"] == 0, 5)
         stats = {name: node.stats() for name, node in nodes.items()}
-        assert stats["S"]["keyflow"]["keys_issued"] == 20 and stats["D"]["keyflow"]["records_applied"] == 20
         flow = stats["S"]["keyflow"]
+        # The 20 keys came from the keys S prepared (D committed them ahead): D applied those records only.
+        assert flow["keys_issued"] == 20 and stats["D"]["keyflow"]["records_applied"] == flow["keys_prepared"]
+        pair = flow["pairs"][f"{nodelab.MASTER}->{nodelab.SLAVE}"]
+        assert pair["prepared_keys"] == 256 and flow["keys_prepared"] == 256 + 20  # topped up after the 20
+        assert stats["D"]["keyflow"]["records_applied"] == 256 + 20
         # Every unit sent is accounted for: confirmed, or lost (units sent before the relays had link key:
         # their shares were dropped for "no key" and the units expired, costing link key only).
         assert stats["S"]["keys_sent"] == flow["units_sent"] == flow["units_confirmed"] + flow["units_expired"]
-        assert flow["units_confirmed"] == 16384 // 256 + 20 * 32 // 256 + 1  # the depth, then what refilled it
+        # Every confirmed byte is ready, or was carved into a prepared key: the store is full again.
+        assert flow["units_confirmed"] * 256 == pair["ready_bytes"] + flow["keys_prepared"] * 32
+        assert 16384 <= pair["ready_bytes"] < 16384 + 256  # refilled to the depth (units are 256 bytes)
         assert flow["mismatches"] == flow["units_unknown"] == flow["keys_burnt"] == 0
         assert all(set(s["dropped"]) <= {"no key"} and not s["tampered"] for s in stats.values())
 
     asyncio.run(_network(tmp_path, body))
+
+
+def _prepared(node: Node) -> int:
+    """Keys S prepared ahead of requests (D committed them) for the one application pair."""
+    return int(node.stats()["keyflow"]["pairs"][f"{nodelab.MASTER}->{nodelab.SLAVE}"]["prepared_keys"])
 
 
 async def _enc(configs: dict[str, dict[str, Any]], node: str, sae: str) -> None:
@@ -155,7 +166,11 @@ def test_keys_are_delivered_with_one_relay_stopped(tmp_path: Path) -> None:
         assert delivered == 4 and after["shares_received"] - before["shares_received"] == 2 * delivered
 
     def small_store(name: str) -> dict[str, Any]:
-        return {**_keys_section(name), "stores": {"unit_bytes": 64, "depth_bytes": 1024, "window": 4}}
+        # no prepared keys: each request carves its keys, so the units it takes are the units refilled
+        return {
+            **_keys_section(name),
+            "stores": {"unit_bytes": 64, "depth_bytes": 1024, "window": 4, "prepared_keys": 0},
+        }
 
     asyncio.run(_network(tmp_path, body, extra=small_store))
 
@@ -259,7 +274,11 @@ def test_a_failed_key_commit_is_retried_and_nothing_is_lost(tmp_path: Path, monk
             assert await slave.dec_keys(nodelab.MASTER, [kid for kid, _ in keys]) == keys
         assert len(failures) == 2 and nodes["D"].stats()["keyflow"]["commit_failures"] == 2
 
-    asyncio.run(_network(tmp_path, body))
+    def no_prepared(name: str) -> dict[str, Any]:
+        section = _keys_section(name)
+        return {**section, "stores": {**section["stores"], "prepared_keys": 0}}
+
+    asyncio.run(_network(tmp_path, body, extra=no_prepared))
 
 
 def test_the_node_extra_brings_what_the_node_imports() -> None:

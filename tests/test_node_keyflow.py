@@ -21,7 +21,8 @@ from mpss_fast.node.store.keys import KeyStore, LedgerMismatchError, Range
 
 APP = AppPair("app-S", "app-D", "S", "D")
 PAIR = (APP.master, APP.slave)
-SETTINGS = StoreSettings(unit_bytes=64, depth_bytes=64 * 32, window=8, pending_s=0.5)
+SETTINGS = StoreSettings(unit_bytes=64, depth_bytes=64 * 32, window=8, pending_s=0.5, prepared_keys=0)
+ONE_UNIT = StoreSettings(unit_bytes=64, depth_bytes=64, window=1, pending_s=30, prepared_keys=0)
 
 
 class Channel:
@@ -277,7 +278,9 @@ def test_a_record_for_a_unit_d_still_holds_pending_promotes_it(tmp_path: Path) -
         assert await ends.d.on_push("S", PAIR, [(key.key_id, key.ranges)]) == 1
         assert await ends.d.take(PAIR, [key.key_id]) == [key.key] == [material[:40]]
 
-    asyncio.run(Ends(tmp_path, StoreSettings(unit_bytes=64, depth_bytes=64, window=1, pending_s=30)).run(body))
+    asyncio.run(
+        Ends(tmp_path, StoreSettings(unit_bytes=64, depth_bytes=64, window=1, pending_s=30, prepared_keys=0)).run(body)
+    )
 
 
 def test_a_verdict_and_a_record_committing_one_unit_at_once_count_it_once(tmp_path: Path) -> None:
@@ -299,7 +302,9 @@ def test_a_verdict_and_a_record_committing_one_unit_at_once_count_it_once(tmp_pa
         assert ends.d.stats.units_confirmed == 1 and ends.d_store.ready_bytes(PAIR) == 24
         assert ends.d.ready_count(PAIR, 1) == ends.d_store.ready_bytes(PAIR), "D's ready count drifted"
 
-    asyncio.run(Ends(tmp_path, StoreSettings(unit_bytes=64, depth_bytes=64, window=1, pending_s=30)).run(body))
+    asyncio.run(
+        Ends(tmp_path, StoreSettings(unit_bytes=64, depth_bytes=64, window=1, pending_s=30, prepared_keys=0)).run(body)
+    )
 
 
 def test_only_the_other_end_may_prove_or_push(tmp_path: Path) -> None:
@@ -406,3 +411,76 @@ def test_the_refill_stops_on_one_cancel_even_as_it_is_woken(tmp_path: Path) -> N
             ends.s._wake[PAIR].clear()
 
     asyncio.run(Ends(tmp_path).run(body))
+
+
+# -- prepared keys: default-size keys carved and committed at D ahead of requests --------------------
+
+PREPARED = StoreSettings(unit_bytes=64, depth_bytes=64 * 32, window=8, pending_s=0.5, prepared_keys=16)
+
+
+def prepared_full(ends: Ends) -> bool:
+    return ends.s.snapshot()["pairs"][f"{PAIR[0]}->{PAIR[1]}"]["prepared_keys"] == PREPARED.prepared_keys
+
+
+def test_default_size_keys_come_from_prepared_keys_without_a_push(tmp_path: Path) -> None:
+    """S carves 16 keys of the default size ahead of demand and has D commit them; an enc_keys of such keys
+    is then answered from S's store alone (no push), D hands out the same keys, and S prepares more."""
+
+    async def body(ends: Ends) -> None:
+        await until(lambda: prepared_full(ends) and ends.s.ready_count(PAIR, 64) >= 16)
+        assert ends.s.ready_count(PAIR, 32) == ends.s_store.ready_bytes(PAIR) // 32 + 16  # stored_key_count
+        assert ends.d_store.collectable_count(PAIR) == 16  # D holds them already
+        pushes = ends.to_d.pushes
+        keys = await ends.s.issue(PAIR, [32] * 10)
+        assert ends.to_d.pushes == pushes, "a prepared key waited for a push"
+        assert await ends.d.take(PAIR, [kid for kid, _ in keys]) == [key for _, key in keys]
+        assert len({key for _, key in keys}) == 10 and ends.s.stats.keys_issued == 10
+        other = await ends.s.issue(PAIR, [48])  # not the default size: carved and pushed on demand
+        assert ends.to_d.pushes > pushes
+        assert await ends.d.take(PAIR, [other[0][0]]) == [other[0][1]]
+        await until(lambda: prepared_full(ends))  # topped up again
+        assert ends.s.stats.keys_prepared >= 26
+
+    asyncio.run(Ends(tmp_path, PREPARED).run(body))
+
+
+def test_prepared_keys_d_did_not_confirm_are_burnt_and_never_handed_out(tmp_path: Path) -> None:
+    async def body(ends: Ends) -> None:
+        ends.to_d.cut = True  # every push fails; proofs still reach S
+        await until(lambda: ends.s.stats.keys_burnt > 0)
+        assert ends.s_store.prepared_count(PAIR, 32) == 0
+        burnt = ends.s.stats.keys_burnt
+        await asyncio.sleep(0.3)
+        assert ends.s.stats.keys_burnt == burnt, "preparation burnt more keys while D was not confirming"
+        with pytest.raises(FlowUnavailableError):  # nothing prepared: the carving path, whose push fails
+            await ends.s.issue(PAIR, [32])
+        ends.to_d.cut = False
+        await until(lambda: prepared_full(ends), timeout=5)
+        keys = await ends.s.issue(PAIR, [32] * 4)
+        assert await ends.d.take(PAIR, [kid for kid, _ in keys]) == [key for _, key in keys]
+
+    asyncio.run(Ends(tmp_path, PREPARED).run(body))
+
+
+def test_prepared_keys_survive_a_restart_of_s_and_unconfirmed_ones_are_voided(tmp_path: Path) -> None:
+    """S restarts holding prepared keys D committed (handed out after the restart) and prepared keys whose
+    push was never marked (voided at D, dropped at S)."""
+
+    async def body(ends: Ends) -> None:
+        await until(lambda: prepared_full(ends))
+        ends.link_short = True  # no more units: what S holds is what it had
+        ends.s_store.issue(PAIR, [32] * 3, prepare=True)  # as if S died before pushing these
+        restarted = KeyFlow(
+            "S", [APP], ends.s_store, {"D": ends.to_d}, ends._make_unit, settings=PREPARED, key_bytes=32
+        )
+        await restarted.load()
+        assert (
+            ends.s_store.prepared_count(PAIR, 32)
+            == 16
+            == restarted.ready_count(PAIR, 32) - (ends.s_store.ready_bytes(PAIR) // 32)
+        )
+        keys = await restarted.issue(PAIR, [32] * 16)
+        assert await ends.d.take(PAIR, [kid for kid, _ in keys]) == [key for _, key in keys]
+        restarted.close()
+
+    asyncio.run(Ends(tmp_path, PREPARED).run(body))

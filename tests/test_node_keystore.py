@@ -872,3 +872,81 @@ def test_void_records_keep_d_in_step_and_skip_what_d_never_had(ends: tuple[KeySt
     assert d.take(PAIR, [key.key_id]) == [material(2, 64)[:32]]
     with pytest.raises(LedgerMismatchError):  # bytes S never told D about
         d.apply_void(PAIR, [(uuid.uuid4(), (Range(uid(2), 40, 8),))])
+
+
+# -- prepared keys: carved ahead of requests, handed out once D holds them --------------------
+
+
+def test_prepared_keys_are_handed_out_only_once_d_applied_them_and_each_once(
+    ends: tuple[KeyStore, KeyStore],
+) -> None:
+    s, d = ends
+    for i in range(2):
+        feed((s, d), i, 64)
+    prepared = s.issue(PAIR, [16] * 6, prepare=True)
+    assert s.prepared_count(PAIR, 16) == 0  # D has not applied their records: none to hand out
+    with pytest.raises(NotEnoughKeyError) as short:
+        s.hand_out(PAIR, 16, 1)
+    assert (short.value.needed, short.value.available) == (1, 0)
+    records = s.records(PAIR)
+    d.apply_issues(PAIR, [(r.key_id, r.ranges) for r in records[:4]])
+    s.mark_pushed(PAIR, records[3].seq)  # D applied the first four
+    assert s.prepared_count(PAIR, 16) == 4 and s.prepared_count(PAIR, 32) == 0
+    with pytest.raises(NotEnoughKeyError):
+        s.hand_out(PAIR, 16, 5)  # all or nothing
+    first = s.hand_out(PAIR, 16, 3)
+    assert first == [(k.key_id, k.key) for k in prepared[:3]]  # oldest first, the bytes carved
+    assert d.take(PAIR, [kid for kid, _ in first]) == [key for _, key in first]  # D holds the same
+    assert s.hand_out(PAIR, 16, 1) == [(prepared[3].key_id, prepared[3].key)]
+    assert s.prepared_count(PAIR, 16) == 0  # each once
+    with pytest.raises(NotEnoughKeyError):
+        s.hand_out(PAIR, 16, 1)
+
+
+def test_prepared_keys_of_a_void_push_are_dropped_and_survive_a_reopen_otherwise(tmp_path: Path) -> None:
+    s = KeyStore(tmp_path / "S.keys.db")
+    try:
+        feed((s,), 0, 64)
+        kept, void = s.issue(PAIR, [16] * 2, prepare=True), s.issue(PAIR, [16] * 2, prepare=True)
+        s.mark_pushed(PAIR, s.records(PAIR)[1].seq)
+        assert s.drop_prepared(PAIR, [k.key_id for k in void]) == 2
+        assert s.drop_prepared(PAIR, [k.key_id for k in void]) == 0  # already gone
+        s.mark_pushed(PAIR, s.records(PAIR)[-1].seq)  # the void records went to D: the mark moves past them
+        assert s.prepared_count(PAIR, 16) == 2
+    finally:
+        s.close()
+    with KeyStore(tmp_path / "S.keys.db") as again:
+        assert again.forget(time.time() + 10) >= 0  # the ledger trimmed: prepared keys stay
+        assert again.hand_out(PAIR, 16, 2) == [(k.key_id, k.key) for k in kept]
+
+
+def test_a_version_1_key_store_gains_the_prepared_table(tmp_path: Path) -> None:
+    path = tmp_path / "S.keys.db"
+    with KeyStore(path) as s:
+        feed((s,), 0, 64)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE prepared")
+    conn.execute("UPDATE keystore_version SET version = 1")
+    conn.commit()
+    conn.close()
+    with KeyStore(path) as s:
+        assert s.ready_bytes(PAIR) == 64
+        assert len(s.issue(PAIR, [16], prepare=True)) == 1
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM keystore_version").fetchall() == [(KEYSTORE_SCHEMA_VERSION,)] == [(2,)]
+    conn.close()
+
+
+def test_prepared_key_arguments_are_checked(ends: tuple[KeyStore, KeyStore]) -> None:
+    s, _ = ends
+    for call, error in (
+        (lambda: s.issue(PAIR, [16], prepare=1), InputTypeError),
+        (lambda: s.hand_out(PAIR, 0, 1), ParameterError),
+        (lambda: s.hand_out(PAIR, 16, 0), ParameterError),
+        (lambda: s.hand_out(PAIR, "16", 1), InputTypeError),
+        (lambda: s.prepared_count(PAIR, -1), ParameterError),
+        (lambda: s.drop_prepared(PAIR, []), ParameterError),
+        (lambda: s.drop_prepared(PAIR, ["not a uuid"]), InputTypeError),
+    ):
+        with pytest.raises(error):
+            call()

@@ -289,8 +289,17 @@ def test_kill_restart_cycles_hand_out_no_key_the_slave_cannot_collect_and_reuse_
 ) -> None:
     """SIGKILL and restart each node in turn (10 cycles) under a paced load, with every link captured. A 200
     from enc_keys means D committed the keys, so every key handed out is collected, whoever was killed when;
-    requests meeting a node down are refused (503, or no answer from S) or served (a relay down: k = 2)."""
-    net.settle()
+    requests meeting a node down are refused (503, or no answer from S) or served (a relay down: k = 2).
+    S prepares keys ahead (``stores.prepared_keys``), so kills also land while prepared keys are carved,
+    pushed and handed out."""
+    net.set_stores({**STORES, "prepared_keys": 64})
+    for name in ("S", "D"):
+        net.stop_node(name)
+    for name in ("S", "D"):
+        net.start_node(name)
+    for name in ("S", "D"):
+        net.wait_up(name)
+    net.settle(60, match=False)
     captures = {link: Capture(net.lab.ns(capture_end(link)), net.ifaces[capture_iface(link)]) for link in LINKS}
     for cap in captures.values():
         cap.start()
@@ -342,8 +351,9 @@ def test_kill_restart_cycles_hand_out_no_key_the_slave_cannot_collect_and_reuse_
     net.call(_move(net, 10))  # and keys flow after it all
 
 
-LOAD_STORES = {"unit_bytes": 1024, "depth_bytes": 64 * 1024, "window": 16, "pending_s": 1.0}
-"""The load run's key stores: 1 KiB units (the node's default: 32 keys each), 2,048 keys deep (4 s of demand)."""
+LOAD_STORES = {"unit_bytes": 1024, "depth_bytes": 64 * 1024, "window": 16, "pending_s": 1.0, "prepared_keys": 256}
+"""The load run's key stores: 1 KiB units (the node's default: 32 keys each), 2,048 keys deep (4 s of demand),
+and the node's default 256 keys prepared ahead (so enc_keys of 256-bit keys needs no push to D)."""
 
 
 def test_load(net: NodeNet, capsys: pytest.CaptureFixture[str]) -> None:

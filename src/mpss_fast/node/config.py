@@ -92,12 +92,17 @@ class StoreSettings:
     """Units in flight (sent, not yet confirmed) per pair."""
     pending_s: float = 5.0
     """A unit not confirmed within this is wiped at both ends."""
+    prepared_keys: int = 256
+    """Default-size keys S carves from ready material and has D commit ahead of requests, on top of
+    ``depth_bytes``, so an ``enc_keys`` of default-size keys is answered from S's store alone (0:
+    every request carves its keys and waits for D's commit)."""
 
 
 MIN_UNIT_BYTES, MAX_UNIT_BYTES = 32, 4096
 """A unit is one share payload: at most 4 KiB keeps every packet under a 9000-byte MTU (1024, the default,
 under 1500)."""
 MAX_DEPTH_BYTES = 1 << 30
+MAX_PREPARED_KEYS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -278,7 +283,7 @@ def _check_paths(topology: Topology, pair: AppPair, where: str, k: int, n: int) 
 
 
 def _stores(section: Any) -> StoreSettings:
-    table = _keys(section, "stores", {"unit_bytes", "depth_bytes", "window", "pending_s"})
+    table = _keys(section, "stores", {"unit_bytes", "depth_bytes", "window", "pending_s", "prepared_keys"})
     default = StoreSettings()
     unit = _int(table.get("unit_bytes", default.unit_bytes), "stores.unit_bytes", MIN_UNIT_BYTES, MAX_UNIT_BYTES)
     depth = _int(table.get("depth_bytes", default.depth_bytes), "stores.depth_bytes", unit, MAX_DEPTH_BYTES)
@@ -287,6 +292,9 @@ def _stores(section: Any) -> StoreSettings:
         depth_bytes=depth,
         window=_int(table.get("window", default.window), "stores.window", 1, 4096),
         pending_s=_seconds(table.get("pending_s", default.pending_s), "stores.pending_s"),
+        prepared_keys=_int(
+            table.get("prepared_keys", default.prepared_keys), "stores.prepared_keys", 0, MAX_PREPARED_KEYS
+        ),
     )
 
 

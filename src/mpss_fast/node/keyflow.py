@@ -46,6 +46,7 @@ from .config import AppPair, StoreSettings
 from .confirm import proof, verify
 from .logsummary import LogSummary
 from .store import KeyStore, NotEnoughKeyError, Range
+from .store.keys import IssuedKey
 
 log = logging.getLogger("mpss_fast.node")
 
@@ -60,6 +61,10 @@ VOID_PER_PUSH = 1024
 """Most void records in one push (the peer API takes 4096 items and 1 MiB per request)."""
 RETRY_S = 0.2
 """Wait before a proof request or a push that failed on the network is tried again."""
+PREPARE_BATCH = 64
+"""Most keys S prepares (carves and pushes) in one go; requests waiting go first between batches."""
+PREPARE_RETRY_S = 1.0
+"""After a preparation D did not confirm (its keys burnt), none for this long."""
 
 Pair = tuple[str, str]
 """(master SAE, slave SAE): the key store's name for an application pair."""
@@ -130,6 +135,8 @@ class FlowStats:
     keys_refused: int = 0
     keys_burnt: int = 0
     """Keys carved at S whose push D did not confirm: never handed out, lost."""
+    keys_prepared: int = 0
+    """Default-size keys S carved ahead of requests and D committed (handed out later from S's store)."""
     units_missing_at_d: int = 0
     """Units S held ready that D had lost (a failed commit there): dropped at S."""
     commit_failures: int = 0
@@ -156,6 +163,7 @@ class KeyFlow:
         *,
         settings: StoreSettings | None = None,
         paths_of: PathsOf | None = None,
+        key_bytes: int = 32,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node = node
@@ -164,6 +172,8 @@ class KeyFlow:
         self.make_unit = make_unit
         self.settings = settings if settings is not None else StoreSettings()
         self.paths_of = paths_of
+        self.key_bytes = key_bytes
+        """The default key size (ETSI ``key_size`` / 8): the size keys are prepared in."""
         self.clock = clock
         self.stats = FlowStats()
         self.sources = {(p.master, p.slave): p for p in pairs if p.master_node == node}
@@ -177,6 +187,9 @@ class KeyFlow:
         self._issuers: dict[Pair, asyncio.Task[None]] = {}
         self._void: dict[Pair, list[tuple[uuid.UUID, tuple[Range, ...]]]] = {pair: [] for pair in self.sources}
         self._pushed: dict[Pair, int] = dict.fromkeys(self.sources, 0)  # S: the ledger seq D confirmed
+        self._prepared: dict[Pair, int] = dict.fromkeys(self.sources, 0)  # S: keys hand_out may give now
+        self._prepare_after: dict[Pair, float] = {}  # S: no preparation before (after a failed push)
+        self._closed = False
         self.log_summary = LogSummary(log, f"node {node}")
         self._proofs: list[uuid.UUID] = []
         self._proofs_ready = asyncio.Event()
@@ -199,6 +212,13 @@ class KeyFlow:
             self._pushed[pair] = await asyncio.to_thread(self.store.pushed, pair)
             backlog = await asyncio.to_thread(self.store.records, pair, after=self._pushed[pair])
             self._void[pair] = [(r.key_id, r.ranges) for r in backlog]
+            for at in range(0, len(backlog), VOID_PER_PUSH):  # prepared among them: never handed out
+                await asyncio.to_thread(
+                    self.store.drop_prepared, pair, [r.key_id for r in backlog[at : at + VOID_PER_PUSH]]
+                )
+            self._prepared[pair] = await asyncio.to_thread(self.store.prepared_count, pair, self.key_bytes)
+            if self._prepared[pair] < self.settings.prepared_keys:
+                self._kick(pair)
 
     def tasks(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         """(name, coroutine function) of the background work: one refill per source pair, the prover, expiry."""
@@ -211,7 +231,11 @@ class KeyFlow:
         return work
 
     def close(self) -> None:
-        """Wipe every unit in flight (it was never handed out)."""
+        """Stop issuing (requests still waiting are cancelled: nothing of theirs was answered) and wipe every
+        unit in flight (it was never handed out)."""
+        self._closed = True
+        for issuer in self._issuers.values():
+            issuer.cancel()
         for unit in self._pending.values():
             wipe(unit.material)
         self._pending.clear()
@@ -220,7 +244,7 @@ class KeyFlow:
 
     def _wanted(self, pair: Pair) -> bool:
         flight = self._in_flight[pair]
-        have = self._ready.get(pair, 0) + flight * self.settings.unit_bytes
+        have = self._ready.get(pair, 0) + flight * self.settings.unit_bytes  # prepared keys come on top
         return flight < self.settings.window and have < self.settings.depth_bytes
 
     async def _refill(self, pair: Pair) -> None:
@@ -304,6 +328,8 @@ class KeyFlow:
             else:
                 self._ready[pair] = self._ready.get(pair, 0) + sum(len(u.material) for _, u in good)
                 self.stats.units_confirmed += len(good)
+                if self._prepared[pair] < self.settings.prepared_keys:
+                    self._kick(pair)
                 for uid, _ in good:
                     self._confirmed[uid] = pair
                 while len(self._confirmed) > CONFIRMED_MEMORY:
@@ -333,12 +359,16 @@ class KeyFlow:
     # -- S: issue ----------------------------------------------------------------------------
 
     def ready_count(self, pair: Pair, key_bytes: int) -> int:
-        """Keys of ``key_bytes`` the pair's ready material can serve now (ETSI ``stored_key_count``)."""
-        return self._ready.get(pair, 0) // key_bytes
+        """Keys of ``key_bytes`` the pair's ready material and prepared keys can serve now (ETSI
+        ``stored_key_count``)."""
+        prepared = self._prepared.get(pair, 0) if key_bytes == self.key_bytes else 0
+        return self._ready.get(pair, 0) // key_bytes + prepared
 
     def max_count(self, key_bytes: int) -> int:
-        """Keys of ``key_bytes`` a full store holds (ETSI ``max_key_count``)."""
-        return max(1, self.settings.depth_bytes // key_bytes)
+        """Keys of ``key_bytes`` a full store holds (ETSI ``max_key_count``): the depth, plus the prepared
+        keys for the default size."""
+        prepared = self.settings.prepared_keys if key_bytes == self.key_bytes else 0
+        return max(1, self.settings.depth_bytes // key_bytes + prepared)
 
     async def issue(self, pair: Pair, sizes: list[int]) -> list[tuple[uuid.UUID, bytes]]:
         """S (``enc_keys``): keys of ``sizes`` bytes that D has committed too; all or nothing.
@@ -348,12 +378,39 @@ class KeyFlow:
         """
         if pair not in self.sources:
             raise KeyError(pair)
+        if sizes and all(size == self.key_bytes for size in sizes) and self._prepared[pair] >= len(sizes):
+            handed = await self._hand_out(pair, len(sizes))
+            if handed is not None:
+                return handed
         done: asyncio.Future[list[tuple[uuid.UUID, bytes]]] = asyncio.get_running_loop().create_future()
         self._requests[pair].append(_Request(sizes, done))
+        self._kick(pair)
+        return await done
+
+    async def _hand_out(self, pair: Pair, count: int) -> list[tuple[uuid.UUID, bytes]] | None:
+        """Prepared keys (D committed them already): one local commit, no push. ``None`` when the store
+        holds fewer than the counter said; the request then takes the carving path."""
+        self._prepared[pair] -= count  # claimed before the await: two requests never count one key
+        try:
+            keys = await asyncio.to_thread(self.store.hand_out, pair, self.key_bytes, count)
+        except NotEnoughKeyError:
+            self._prepared[pair] = await asyncio.to_thread(self.store.prepared_count, pair, self.key_bytes)
+            return None
+        except BaseException:
+            self._prepared[pair] += count  # not taken (the store rolled back)
+            raise
+        self.stats.keys_issued += count
+        if self._prepared[pair] < self.settings.prepared_keys:
+            self._kick(pair)
+        return keys
+
+    def _kick(self, pair: Pair) -> None:
+        """Start the pair's issuer (requests waiting first, then preparation) unless it runs."""
+        if self._closed:
+            return
         issuer = self._issuers.get(pair)
         if issuer is None or issuer.done():
             self._issuers[pair] = asyncio.create_task(self._issue_waiting(pair))
-        return await done
 
     def _retry_after(self, pair: Pair, short: int) -> float:
         """Seconds until ``short`` more bytes may be ready, from the window and the pending time (at least 1)."""
@@ -361,9 +418,12 @@ class KeyFlow:
         return float(max(1, round(short / per_round * 0.05 + 0.5)))
 
     async def _issue_waiting(self, pair: Pair) -> None:
-        """One commit and one push for every request of ``pair`` waiting now, in arrival order."""
+        """One commit and one push for every request of ``pair`` waiting now, in arrival order; with none
+        waiting, prepared keys topped up. The pair's one pusher: its pushes and marks never interleave."""
         queue = self._requests[pair]
-        while queue:
+        while queue or await self._prepare(pair):
+            if not queue:
+                continue
             batch: list[_Request] = []
             total = 0
             ready = self._ready.get(pair, 0)
@@ -372,6 +432,18 @@ class KeyFlow:
                 if total + need > ready:
                     if not batch:  # the first one waiting does not fit: 503 now, others may fit
                         request = queue.pop(0)
+                        if all(n == self.key_bytes for n in request.sizes) and self._prepared[pair] >= len(
+                            request.sizes
+                        ):
+                            try:
+                                handed = await self._hand_out(pair, len(request.sizes))
+                            except StoreError as exc:
+                                _fail(request.done, exc)
+                                continue
+                            if handed is not None:
+                                if not request.done.done():
+                                    request.done.set_result(handed)
+                                continue
                         self.stats.keys_refused += len(request.sizes)
                         _fail(request.done, FlowUnavailableError(
                             f"{need} bytes of confirmed key asked for, {ready} ready for {pair[0]}->{pair[1]}",
@@ -400,6 +472,45 @@ class KeyFlow:
             return
         self._ready[pair] = max(0, self._ready.get(pair, 0) - sum(sizes))
         self._wake[pair].set()
+        if not await self._push(pair, keys):
+            slave_node = self.sources[pair].slave_node
+            for request in batch:
+                _fail(request.done, FlowUnavailableError(f"node {slave_node} did not confirm the keys", 1.0))
+            return
+        self.stats.keys_issued += len(keys)
+        at = 0
+        for request in batch:
+            part = keys[at : at + len(request.sizes)]
+            at += len(request.sizes)
+            if not request.done.done():
+                request.done.set_result([(k.key_id, k.key) for k in part])
+
+    async def _prepare(self, pair: Pair) -> bool:
+        """Carve up to :data:`PREPARE_BATCH` default-size keys ahead of requests and have D commit them;
+        False when no more are wanted (or ready material is short, or D did not confirm)."""
+        want = min(PREPARE_BATCH, self.settings.prepared_keys - self._prepared[pair])
+        count = min(want, self._ready.get(pair, 0) // self.key_bytes)
+        if count <= 0 or self.clock() < self._prepare_after.get(pair, 0.0):
+            return False
+        try:
+            keys = await asyncio.to_thread(self.store.issue, pair, [self.key_bytes] * count, prepare=True)
+        except NotEnoughKeyError as exc:
+            self._ready[pair] = exc.available
+            return False
+        self._ready[pair] = max(0, self._ready.get(pair, 0) - count * self.key_bytes)
+        self._wake[pair].set()
+        if not await self._push(pair, keys):
+            await asyncio.to_thread(self.store.drop_prepared, pair, [k.key_id for k in keys])
+            self._prepare_after[pair] = self.clock() + PREPARE_RETRY_S  # D is not confirming: do not burn more
+            asyncio.get_running_loop().call_later(PREPARE_RETRY_S, self._kick, pair)
+            return False
+        self._prepared[pair] += count
+        self.stats.keys_prepared += count
+        return True
+
+    async def _push(self, pair: Pair, keys: list[IssuedKey]) -> bool:
+        """Push the records of ``keys`` (and any void backlog first) to D and mark them pushed; False when
+        D did not confirm: the keys are burnt (their records go to D as void with the next push)."""
         app = self.sources[pair]
         void = self._void[pair]
         channel = self.channels[app.slave_node]
@@ -422,16 +533,8 @@ class KeyFlow:
                 f"keys burnt for {pair[0]}->{pair[1]}",
                 f"{len(keys)} keys for {pair[0]}->{pair[1]} burnt: node {app.slave_node} did not confirm them ({exc})",
             )
-            for request in batch:
-                _fail(request.done, FlowUnavailableError(f"node {app.slave_node} did not confirm the keys", 1.0))
-            return
-        self.stats.keys_issued += len(keys)
-        at = 0
-        for request in batch:
-            part = keys[at : at + len(request.sizes)]
-            at += len(request.sizes)
-            if not request.done.done():
-                request.done.set_result([(k.key_id, k.key) for k in part])
+            return False
+        return True
 
     def _mark_pushed(self, pair: Pair) -> None:
         """S: D confirmed every record of the pair so far (its keys may now be answered)."""
@@ -625,6 +728,7 @@ class KeyFlow:
             f"{m}->{s}": {
                 "end": "source" if (m, s) in self.sources else "destination",
                 "ready_bytes": self._ready.get((m, s), 0),
+                "prepared_keys": self._prepared.get((m, s), 0),
                 "in_flight": self._in_flight.get((m, s), 0),
             }
             for m, s in (*self.sources, *self.destinations)

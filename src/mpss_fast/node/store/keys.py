@@ -58,7 +58,7 @@ from ...exceptions import (
 from . import db
 from .db import key_id_text
 
-KEYSTORE_SCHEMA_VERSION = 1
+KEYSTORE_SCHEMA_VERSION = 2
 """The schema this module writes (table ``keystore_version``). A newer one is refused."""
 
 KEYSTORE_SUFFIX = ".keys.db"
@@ -95,6 +95,17 @@ MISMATCH = "mismatch"
 _SOURCE = "S"
 _DESTINATION = "D"
 _REASON = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+_PREPARED = (
+    # S: keys carved and recorded ahead of requests, their bytes kept until one request takes them
+    # (``issue(prepare=True)``, ``hand_out``); only those at or below the push mark are handed out.
+    "CREATE TABLE prepared ("
+    " key_id TEXT PRIMARY KEY,"
+    " master TEXT NOT NULL, slave TEXT NOT NULL,"
+    " seq INTEGER NOT NULL UNIQUE,"
+    " key BLOB NOT NULL CHECK (length(key) > 0)) WITHOUT ROWID",
+    "CREATE INDEX prepared_by_pair ON prepared (master, slave, length(key), seq)",
+)
 
 _SCHEMA = (
     "CREATE TABLE keystore_version (version INTEGER NOT NULL)",
@@ -152,10 +163,11 @@ _SCHEMA = (
     "CREATE TABLE push_marks ("
     " master TEXT NOT NULL, slave TEXT NOT NULL, seq INTEGER NOT NULL,"
     " PRIMARY KEY (master, slave)) WITHOUT ROWID",
+    *_PREPARED,
 )
 
-_MIGRATIONS: dict[int, tuple[str, ...]] = {}
-"""Statements taking the schema from version v to v + 1 (none yet)."""
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _PREPARED}
+"""Statements taking the schema from version v to v + 1."""
 
 
 class UnitNotFoundError(StoreError, LookupError):
@@ -614,7 +626,7 @@ class KeyStore:
 
     # -- S: carving -------------------------------------------------------------------------
 
-    def issue(self, pair: tuple[str, str], sizes: Sequence[int]) -> list[IssuedKey]:
+    def issue(self, pair: tuple[str, str], sizes: Sequence[int], *, prepare: bool = False) -> list[IssuedKey]:
         """At S: carve one key per size (bytes) from the pair's ready units; all or nothing.
 
         Bytes are taken from the ready units in the order they became ready, each unit
@@ -623,8 +635,14 @@ class KeyStore:
         unit used up is deleted (reason ``consumed``), and everything is committed before
         this returns. ``NotEnoughKeyError`` (``.needed``, ``.available``) when the pair's
         ready bytes are fewer than ``sum(sizes)``: nothing is taken.
+
+        ``prepare=True``: the keys are carved ahead of any request. Their bytes are also kept,
+        in the same transaction, until :meth:`hand_out` gives each to one request (once D has
+        applied their records: see :meth:`mark_pushed`).
         """
         master, slave = _check_pair(pair)
+        if type(prepare) is not bool:
+            raise InputTypeError(f"prepare must be a bool, not {type(prepare).__name__}")
         wanted = [_check_count(size, "a key size") for size in _check_requests(sizes, "sizes")]
         needed = sum(wanted)
 
@@ -664,7 +682,12 @@ class KeyStore:
                     if used + n == size:
                         _finish(conn, rid, uid, master, slave, size, CONSUMED, now)
                         head += 1
-                _record_key(conn, kid, master, slave, ISSUED, ranges, now)
+                seq = _record_key(conn, kid, master, slave, ISSUED, ranges, now)
+                if prepare:
+                    conn.execute(
+                        "INSERT INTO prepared (key_id, master, slave, seq, key) VALUES (?, ?, ?, ?, ?)",
+                        (kid, master, slave, seq, bytes(buf)),
+                    )
                 out.append(IssuedKey(uuid.UUID(kid), bytes(buf), tuple(ranges)))
                 buf[:] = bytes(len(buf))
             return out
@@ -713,6 +736,71 @@ class KeyStore:
             ).fetchone(),
         )
         return 0 if row is None else int(row[0])
+
+    def hand_out(self, pair: tuple[str, str], size: int, count: int) -> list[tuple[uuid.UUID, bytes]]:
+        """At S: ``count`` prepared keys of ``size`` bytes whose records D applied, oldest first; each once.
+
+        Only keys at or below the pair's push mark qualify (D holds them). They are deleted
+        here (``secure_delete`` zeroes the freed space) in the transaction that returns
+        them, committed before this returns; all or nothing: with fewer such keys,
+        ``NotEnoughKeyError`` (``.needed``, ``.available`` in keys) and nothing is taken.
+        """
+        master, slave = _check_pair(pair)
+        size = _check_count(size, "size")
+        count = _check_count(count, "count")
+
+        def body(conn: sqlite3.Connection) -> list[tuple[uuid.UUID, bytes]]:
+            rows = conn.execute(
+                "SELECT p.key_id, p.key FROM prepared AS p JOIN push_marks AS m"
+                " ON m.master = p.master AND m.slave = p.slave"
+                " WHERE p.master = ? AND p.slave = ? AND length(p.key) = ? AND p.seq <= m.seq"
+                " ORDER BY p.seq LIMIT ?",
+                (master, slave, size, count),
+            ).fetchall()
+            if len(rows) < count:
+                short = NotEnoughKeyError(
+                    f"pair {master}->{slave}: {count} prepared keys of {size} bytes asked for, {len(rows)} held"
+                )
+                short.needed, short.available = count, len(rows)
+                raise short
+            conn.executemany("DELETE FROM prepared WHERE key_id = ?", [(kid,) for kid, _ in rows])
+            return [(uuid.UUID(kid), bytes(key)) for kid, key in rows]
+
+        result: list[tuple[uuid.UUID, bytes]] = self._write(
+            f"handing out {count} prepared key(s) for {master}->{slave}", body
+        )
+        return result
+
+    def prepared_count(self, pair: tuple[str, str], size: int) -> int:
+        """At S: how many prepared keys of ``size`` bytes :meth:`hand_out` could give now (at or below the mark)."""
+        master, slave = _check_pair(pair)
+        size = _check_count(size, "size")
+        row = self._read(
+            "counting prepared keys",
+            lambda conn: conn.execute(
+                "SELECT count(*) FROM prepared AS p JOIN push_marks AS m ON m.master = p.master AND m.slave = p.slave"
+                " WHERE p.master = ? AND p.slave = ? AND length(p.key) = ? AND p.seq <= m.seq",
+                (master, slave, size),
+            ).fetchone(),
+        )
+        return int(row[0])
+
+    def drop_prepared(self, pair: tuple[str, str], key_ids: Sequence[uuid.UUID]) -> int:
+        """At S: forget the kept bytes of these prepared keys (their records went to D as void, or
+        were never confirmed); returns how many were held. Keys not prepared are ignored."""
+        master, slave = _check_pair(pair)
+        kids = [key_id_text(kid) for kid in _check_requests(key_ids, "key_ids")]
+
+        def body(conn: sqlite3.Connection) -> int:
+            dropped = 0
+            for kid in kids:
+                dropped += conn.execute(
+                    "DELETE FROM prepared WHERE key_id = ? AND master = ? AND slave = ?", (kid, master, slave)
+                ).rowcount
+            return dropped
+
+        result: int = self._write(f"dropping prepared keys of {master}->{slave}", body)
+        return result
 
     # -- D: applying S's records and handing keys out ------------------------------------------
 
@@ -860,7 +948,8 @@ class KeyStore:
             old = [
                 row[0]
                 for row in conn.execute(
-                    "SELECT key_id FROM keys WHERE (state = ? AND created < ?) OR (state = ? AND delivered < ?)",
+                    "SELECT key_id FROM keys WHERE ((state = ? AND created < ?) OR (state = ? AND delivered < ?))"
+                    " AND key_id NOT IN (SELECT key_id FROM prepared)",
                     (ISSUED, cutoff, DELIVERED, cutoff),
                 )
             ]
@@ -986,15 +1075,18 @@ def _fresh_key_id(conn: sqlite3.Connection) -> str:
 
 def _record_key(
     conn: sqlite3.Connection, kid: str, master: str, slave: str, state: str, ranges: list[Range], now: float
-) -> None:
-    conn.execute(
+) -> int:
+    """Record a key and its ranges in the ledger; returns its ``seq``."""
+    seq = conn.execute(
         "INSERT INTO keys (key_id, master, slave, state, nbytes, created) VALUES (?, ?, ?, ?, ?, ?)",
         (kid, master, slave, state, sum(r.length for r in ranges), now),
-    )
+    ).lastrowid
+    assert seq is not None  # an INSERT into a rowid table always sets it
     conn.executemany(
         "INSERT INTO key_ranges (key_id, idx, unit_id, start, length) VALUES (?, ?, ?, ?, ?)",
         [(kid, i, r.unit_id, r.start, r.length) for i, r in enumerate(ranges)],
     )
+    return seq
 
 
 def _ranges_of(conn: sqlite3.Connection, kid: str) -> tuple[Range, ...]:
