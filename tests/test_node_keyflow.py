@@ -484,3 +484,75 @@ def test_prepared_keys_survive_a_restart_of_s_and_unconfirmed_ones_are_voided(tm
         restarted.close()
 
     asyncio.run(Ends(tmp_path, PREPARED).run(body))
+
+
+def test_a_long_void_backlog_is_not_marked_before_the_keys_carved_with_it_reach_d(tmp_path: Path) -> None:
+    """S restarted with more void records than one push carries. It sends them in bounded pushes and
+    dies (here: the push fails) before the push with its newly prepared keys: nothing may be marked
+    pushed, or after the next restart those prepared keys (never at D) would be handed out."""
+
+    async def body(ends: Ends) -> None:
+        ends.link_short = True
+        units = [(uuid.uuid4(), os.urandom(64)) for _ in range(600)]
+        ends.s_store.add_ready(PAIR, units)
+        ends.d_store.add_ready(PAIR, units)
+        for _ in range(3):  # 1,200 records S carved and never pushed (it died each time before pushing)
+            ends.s_store.issue(PAIR, [16] * 400)
+        real, calls = ends.to_d.push, []
+
+        async def dies_after_the_first(pair, records, void=()):  # type: ignore[no-untyped-def]
+            calls.append((len(records), len(void)))
+            if len(calls) > 1:
+                raise ConnectionError("S died")
+            await real(pair, records, void)
+
+        ends.to_d.push = dies_after_the_first  # type: ignore[method-assign]
+        restarted = KeyFlow(
+            "S", [APP], ends.s_store, {"D": ends.to_d}, ends._make_unit, settings=PREPARED, key_bytes=32
+        )
+        await restarted.load()  # 1,200 records past the mark: void; prepared keys wanted: the issuer starts
+        assert len(restarted._void[PAIR]) == 1200
+        await restarted._issuers[PAIR]  # it prepared 16 keys, pushed 1,024 void records, then "died"
+        assert calls == [(0, 1024), (16, 176)]
+        assert ends.s_store.pushed(PAIR) == 0, "marked before the carved keys reached D"
+        assert ends.s_store.prepared_count(PAIR, 32) == 0
+        ends.to_d.push = real  # type: ignore[method-assign]
+        again = KeyFlow("S", [APP], ends.s_store, {"D": ends.to_d}, ends._make_unit, settings=PREPARED, key_bytes=32)
+        await again.load()  # the next restart voids everything past the mark, prepared keys included
+        assert ends.s_store.prepared_count(PAIR, 32) == 0
+        assert await again._prepare(PAIR)  # and the flow recovers: D in step, the new keys collectable
+        keys = await again.issue(PAIR, [32] * 4)
+        assert await ends.d.take(PAIR, [kid for kid, _ in keys]) == [key for _, key in keys]
+        restarted.close()
+        again.close()
+
+    asyncio.run(Ends(tmp_path, PREPARED).run(body))
+
+
+def test_a_prepared_key_whose_bytes_could_not_be_dropped_is_never_marked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A preparation's push fails and the store then fails to drop the keys' kept bytes: the next push, which
+    would mark past their void records, must drop them first or not happen."""
+    from mpss_fast.exceptions import StoreError
+
+    async def body(ends: Ends) -> None:
+        await until(lambda: prepared_full(ends))
+        ends.link_short = True
+        before = ends.s_store.prepared_count(PAIR, 32)
+        await ends.s.issue(PAIR, [32] * PREPARED.prepared_keys)  # empty the prepared keys: S prepares more
+        ends.to_d.cut = True
+        real_drop = ends.s_store.drop_prepared
+        monkeypatch.setattr(ends.s_store, "drop_prepared", lambda pair, ids: (_ for _ in ()).throw(StoreError("disk")))
+        await until(lambda: ends.s.stats.keys_burnt > 0)
+        ends.to_d.cut = False
+        with pytest.raises(FlowUnavailableError):  # the next push cannot drop them first: it does not happen
+            await ends.s.issue(PAIR, [48])
+        assert ends.s_store.prepared_count(PAIR, 32) == 0
+        monkeypatch.setattr(ends.s_store, "drop_prepared", real_drop)
+        await until(lambda: prepared_full(ends), timeout=5)
+        keys = await ends.s.issue(PAIR, [32] * PREPARED.prepared_keys)
+        assert await ends.d.take(PAIR, [kid for kid, _ in keys]) == [key for _, key in keys]
+        assert before == PREPARED.prepared_keys
+
+    asyncio.run(Ends(tmp_path, PREPARED).run(body))

@@ -5,8 +5,8 @@
 the slave's node has committed them too: a 200 means the slave can collect every key in
 it. When the pair's ready material is short the answer is 503 with ``Retry-After``.
 ``dec_keys`` (a slave SAE here) answers at once from the store, each key once ever.
-``stored_key_count`` is the number of default-size keys the pair's ready material holds,
-``max_key_count`` that of a full store.
+``stored_key_count`` is the number of default-size keys the pair's ready material holds plus
+the keys S prepared ahead (``stores.prepared_keys``), ``max_key_count`` that of a full store.
 """
 
 from __future__ import annotations

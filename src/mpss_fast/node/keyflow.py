@@ -22,7 +22,11 @@ node D) the flow is, top-down:
    committed them (``KeyStore.apply_issues``). Requests that arrive together share one
    commit and one push. Short of material: nothing is taken (503, Retry-After). D did not
    confirm the push: the keys are burnt at S and the request gets 503; a 200 always means
-   D holds every key in it.
+   D holds every key in it. **Prepared keys:** between requests S carves keys of the default
+   size ahead (``stores.prepared_keys``, on top of the depth) and pushes them the same way;
+   a request for such keys takes them with one local commit (``KeyStore.hand_out``: only
+   keys at or below the push mark, which D committed). The pair's one issuer task does all
+   carving and pushing, so pushes and marks never interleave.
 5. **Collect (D).** ``dec_keys`` takes the keys from D's key store at once, each once ever.
 
 A record that names a unit still pending at D (S's "ready" answer to D's proof has not
@@ -497,16 +501,23 @@ class KeyFlow:
         except NotEnoughKeyError as exc:
             self._ready[pair] = exc.available
             return False
+        except StoreError as exc:
+            log.error("node %s: cannot prepare keys for %s->%s: %s", self.node, *pair, exc)
+            self._pause_preparation(pair)
+            return False
         self._ready[pair] = max(0, self._ready.get(pair, 0) - count * self.key_bytes)
         self._wake[pair].set()
         if not await self._push(pair, keys):
-            await asyncio.to_thread(self.store.drop_prepared, pair, [k.key_id for k in keys])
-            self._prepare_after[pair] = self.clock() + PREPARE_RETRY_S  # D is not confirming: do not burn more
-            asyncio.get_running_loop().call_later(PREPARE_RETRY_S, self._kick, pair)
+            # their records wait as void; the next push drops their kept bytes first (see _push)
+            self._pause_preparation(pair)  # D is not confirming: do not burn more
             return False
         self._prepared[pair] += count
         self.stats.keys_prepared += count
         return True
+
+    def _pause_preparation(self, pair: Pair) -> None:
+        self._prepare_after[pair] = self.clock() + PREPARE_RETRY_S
+        asyncio.get_running_loop().call_later(PREPARE_RETRY_S, self._kick, pair)
 
     async def _push(self, pair: Pair, keys: list[IssuedKey]) -> bool:
         """Push the records of ``keys`` (and any void backlog first) to D and mark them pushed; False when
@@ -515,12 +526,18 @@ class KeyFlow:
         void = self._void[pair]
         channel = self.channels[app.slave_node]
         try:
-            while len(void) > VOID_PER_PUSH:  # a long backlog (after a restart) first, in bounded pushes
-                await channel.push(pair, [], void[:VOID_PER_PUSH])
-                await asyncio.to_thread(self._mark_pushed, pair)
-                del void[:VOID_PER_PUSH]
-            await channel.push(pair, [(k.key_id, k.ranges) for k in keys], list(void))
-            # Marked before the answer: after a restart, records past the mark were never answered 200.
+            # A void key's kept bytes go before its record leaves: once marked, a prepared key is handed out.
+            for at in range(0, len(void), VOID_PER_PUSH):
+                await asyncio.to_thread(
+                    self.store.drop_prepared, pair, [kid for kid, _ in void[at : at + VOID_PER_PUSH]]
+                )
+            sent = 0
+            while len(void) - sent > VOID_PER_PUSH:  # a long backlog (after a restart) first, in bounded pushes
+                await channel.push(pair, [], void[sent : sent + VOID_PER_PUSH])
+                sent += VOID_PER_PUSH  # not marked yet: a void record D gets twice is skipped there
+            await channel.push(pair, [(k.key_id, k.ranges) for k in keys], void[sent:])
+            # Marked once everything carved so far reached D, before the answer: after a restart, records
+            # past the mark were never answered 200.
             await asyncio.to_thread(self._mark_pushed, pair)
             del void[: len(void)]
         except Exception as exc:  # any failure means D may not hold them: never hand them out
