@@ -418,6 +418,13 @@ def test_the_refill_stops_on_one_cancel_even_as_it_is_woken(tmp_path: Path) -> N
 PREPARED = StoreSettings(unit_bytes=64, depth_bytes=64 * 32, window=8, pending_s=0.5, prepared_keys=16)
 
 
+async def quiet(ends: Ends) -> None:
+    """No new units from here on, and none in flight: the stores and the counters hold still."""
+    ends.link_short = True
+    await until(lambda: ends.s.snapshot()["pending"] == 0 and ends.d.snapshot()["pending"] == 0)
+    await asyncio.sleep(0.05)  # the last commits land
+
+
 def prepared_full(ends: Ends) -> bool:
     return ends.s.snapshot()["pairs"][f"{PAIR[0]}->{PAIR[1]}"]["prepared_keys"] == PREPARED.prepared_keys
 
@@ -428,7 +435,9 @@ def test_default_size_keys_come_from_prepared_keys_without_a_push(tmp_path: Path
 
     async def body(ends: Ends) -> None:
         await until(lambda: prepared_full(ends) and ends.s.ready_count(PAIR, 64) >= 16)
+        await quiet(ends)
         assert ends.s.ready_count(PAIR, 32) == ends.s_store.ready_bytes(PAIR) // 32 + 16  # stored_key_count
+        ends.link_short = False
         assert ends.d_store.collectable_count(PAIR) == 16  # D holds them already
         pushes = ends.to_d.pushes
         keys = await ends.s.issue(PAIR, [32] * 10)
@@ -468,7 +477,7 @@ def test_prepared_keys_survive_a_restart_of_s_and_unconfirmed_ones_are_voided(tm
 
     async def body(ends: Ends) -> None:
         await until(lambda: prepared_full(ends))
-        ends.link_short = True  # no more units: what S holds is what it had
+        await quiet(ends)  # no more units: what S holds is what it had
         ends.s_store.issue(PAIR, [32] * 3, prepare=True)  # as if S died before pushing these
         restarted = KeyFlow(
             "S", [APP], ends.s_store, {"D": ends.to_d}, ends._make_unit, settings=PREPARED, key_bytes=32
@@ -550,6 +559,7 @@ def test_a_prepared_key_whose_bytes_could_not_be_dropped_is_never_marked(
             await ends.s.issue(PAIR, [48])
         assert ends.s_store.prepared_count(PAIR, 32) == 0
         monkeypatch.setattr(ends.s_store, "drop_prepared", real_drop)
+        ends.link_short = False  # units again: the burnt material is made up
         await until(lambda: prepared_full(ends), timeout=5)
         keys = await ends.s.issue(PAIR, [32] * PREPARED.prepared_keys)
         assert await ends.d.take(PAIR, [kid for kid, _ in keys]) == [key for _, key in keys]

@@ -20,11 +20,19 @@ import shlex
 import sqlite3
 import stat
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ...exceptions import InputTypeError, StoreError, StoreLockedError, StorePermissionError, StoreVersionError
+from ...exceptions import (
+    InputTypeError,
+    StoreClosedError,
+    StoreError,
+    StoreLockedError,
+    StorePermissionError,
+    StoreVersionError,
+)
 
 if sys.platform != "win32":
     import fcntl
@@ -242,3 +250,96 @@ def key_id_text(value: Any, what: str = "key_id") -> str:
     if not isinstance(value, uuid.UUID):
         raise InputTypeError(f"{what} must be a uuid.UUID, not {type(value).__name__}")
     return str(value)
+
+
+class StoreFile:
+    """One store's SQLite file, held open by this process: the plumbing both stores share.
+
+    Opened with :func:`open_file` (so private, locked, WAL, versioned); one connection
+    guarded by one lock (``_write`` and ``_read`` run a body under it); a context manager;
+    :meth:`close` checkpoints, closes and releases the lock, once. ``kind`` words the
+    errors ("link store", "key store").
+    """
+
+    kind = "store"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        table: str,
+        version: int,
+        schema: Sequence[str],
+        migrations: Mapping[int, Sequence[str]],
+        schema_name: str,
+        foreign_keys: bool = False,
+    ) -> None:
+        self.path = os.fspath(path)
+        self._lock = threading.Lock()  # guards the connection
+        self._closed = False
+        self._conn, self._lock_fd = open_file(
+            self.path, kind=self.kind, owner=type(self).__name__, table=table, version=version, schema=schema,
+            migrations=migrations, schema_name=schema_name, foreign_keys=foreign_keys,
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r}{', closed' if self._closed else ''})"
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{self.kind} {self.path} is closed")
+
+    def _write(self, what: str, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``body`` in one committed write transaction; on any error roll back and raise."""
+        with self._lock:
+            self._check_open()
+            return write(self._conn, f"{self.kind} {self.path}: {what}", body)
+
+    def _read(self, what: str, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._lock:
+            self._check_open()
+            try:
+                return body(self._conn)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.kind} {self.path}: {what} failed: {exc}") from exc
+
+    def _close_file(self) -> bool:
+        """Checkpoint and truncate the WAL, close the database, release the lock; False if already closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:  # pragma: no cover - closing anyway; the WAL is replayed on reopen
+                pass
+            finally:
+                self._conn.close()
+                os.close(self._lock_fd)
+            return True
+
+    def close(self) -> None:
+        """Checkpoint and truncate the WAL, close the database and release the lock (idempotent)."""
+        self._close_file()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it to zero bytes.
+
+        Until then the WAL may still hold page images with material overwritten or consumed
+        since the last checkpoint (``close()`` does this too; SQLite checkpoints by itself
+        every 1000 pages).
+        """
+        with self._lock:
+            self._check_open()
+            try:
+                busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.kind} {self.path}: checkpoint failed: {exc}") from exc
+            if busy:  # pragma: no cover - only one connection ever opens the file
+                raise StoreError(f"{self.kind} {self.path}: checkpoint could not complete (database busy)")

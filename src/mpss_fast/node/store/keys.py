@@ -41,7 +41,6 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -52,7 +51,6 @@ from ...exceptions import (
     KeyAlreadyDeliveredError,
     KeyNotFoundError,
     ParameterError,
-    StoreClosedError,
     StoreError,
 )
 from . import db
@@ -313,7 +311,7 @@ def _hex(unit_id: bytes) -> str:
     return unit_id.hex()
 
 
-class KeyStore:
+class KeyStore(db.StoreFile):
     """Per-pair ready key material and the key ledger, in one SQLite file (see the module docstring).
 
     ``KeyStore(path)`` opens or creates the store (directory ``0700``, files ``0600``;
@@ -327,73 +325,17 @@ class KeyStore:
     ``uuid.UUID``); key IDs are ``uuid.UUID``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
-        self.path = os.fspath(path)
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._closed = False
-        self._conn, self._lock_fd = db.open_file(
-            self.path, kind="key store", owner="KeyStore", table="keystore_version", version=KEYSTORE_SCHEMA_VERSION,
-            schema=_SCHEMA, migrations=_MIGRATIONS, schema_name="key store schema version",
-        )  # fmt: skip
+    kind = "key store"
 
-    def __repr__(self) -> str:
-        return f"KeyStore({self.path!r}{', closed' if self._closed else ''})"
+    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        super().__init__(
+            path, table="keystore_version", version=KEYSTORE_SCHEMA_VERSION, schema=_SCHEMA,
+            migrations=_MIGRATIONS, schema_name="key store schema version",
+        )  # fmt: skip
 
     def __enter__(self) -> KeyStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- plumbing ------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(f"key store {self.path} is closed")
-
-    def _write(self, what: str, body: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run ``body`` in one committed write transaction; on any error roll back and raise."""
-        with self._lock:
-            self._check_open()
-            return db.write(self._conn, f"key store {self.path}: {what}", body)
-
-    def _read(self, what: str, body: Callable[[sqlite3.Connection], Any]) -> Any:
-        with self._lock:
-            self._check_open()
-            try:
-                return body(self._conn)
-            except sqlite3.Error as exc:
-                raise StoreError(f"key store {self.path}: {what} failed: {exc}") from exc
-
-    def close(self) -> None:
-        """Checkpoint and truncate the WAL, close the database and release the lock (idempotent)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:  # pragma: no cover - closing anyway; the WAL is replayed on reopen
-                pass
-            finally:
-                self._conn.close()
-                os.close(self._lock_fd)
-
-    def checkpoint(self) -> None:
-        """Copy the WAL into the database and truncate it to zero bytes.
-
-        Until then the WAL may still hold page images with material overwritten since the
-        last checkpoint (``close()`` does this too; SQLite checkpoints by itself every 1000 pages).
-        """
-        with self._lock:
-            self._check_open()
-            try:
-                busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            except sqlite3.Error as exc:
-                raise StoreError(f"key store {self.path}: checkpoint failed: {exc}") from exc
-            if busy:  # pragma: no cover - only one connection ever opens the file
-                raise StoreError(f"key store {self.path}: checkpoint could not complete (database busy)")
 
     # -- units -----------------------------------------------------------------------
 

@@ -29,7 +29,6 @@ from typing import Any
 from ...exceptions import (
     InputTypeError,
     ParameterError,
-    StoreClosedError,
     StoreError,
     UnknownLinkError,
 )
@@ -120,7 +119,7 @@ def _check_bytes(value: Any, what: str) -> bytes:
     return data
 
 
-class LinkStore:
+class LinkStore(db.StoreFile):
     """A node's durable state in one SQLite file (see the module docstring).
 
     ``LinkStore(path)`` opens or creates the database; one store at a time may hold it
@@ -131,41 +130,22 @@ class LinkStore:
     Use as a context manager or call ``close()``.
     """
 
+    kind = "link store"
+
     def __init__(self, path: str | os.PathLike[str], *, lease_bytes: int = 0) -> None:
         if isinstance(lease_bytes, bool) or not isinstance(lease_bytes, int) or not 0 <= lease_bytes <= MAX_LEASE_BYTES:
             raise ParameterError(f"lease_bytes must be an int in 0..{MAX_LEASE_BYTES}, not {lease_bytes!r}")
-        self.path = os.fspath(path)
         self.lease_bytes = lease_bytes
         self._recorded: dict[str, int] = {}  # link -> position committed (>= every byte handed out)
-        self._lock = threading.Lock()  # guards the connection
-        self._feed_lock = threading.Lock()  # orders add_key and pool(): taken before the others
+        self._feed_lock = threading.Lock()  # orders add_key and pool(): taken before the store lock
         self._pools: dict[str, LinkKeyPool] = {}
-        self._closed = False
-        self._conn, self._lock_fd = db.open_file(
-            self.path, kind="link store", owner="LinkStore", table="schema_version", version=SCHEMA_VERSION,
-            schema=_SCHEMA, migrations=_MIGRATIONS, schema_name="schema version", foreign_keys=True,
+        super().__init__(
+            path, table="schema_version", version=SCHEMA_VERSION, schema=_SCHEMA, migrations=_MIGRATIONS,
+            schema_name="schema version", foreign_keys=True,
         )  # fmt: skip
-
-    def __repr__(self) -> str:
-        return f"LinkStore({self.path!r}{', closed' if self._closed else ''})"
 
     def __enter__(self) -> LinkStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- plumbing ------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(f"link store {self.path} is closed")
-
-    def _write(self, what: str, body: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run ``body`` in one committed write transaction; on any error roll back and raise."""
-        with self._lock:
-            self._check_open()
-            return db.write(self._conn, f"link store {self.path}: {what}", body)
 
     def close(self) -> None:
         """Checkpoint and truncate the WAL, close the database, release the lock (idempotent).
@@ -174,35 +154,11 @@ class LinkStore:
         next open) and refuse to hand out material afterwards.
         """
         with self._feed_lock:
-            with self._lock:
-                if self._closed:
-                    return
-                self._closed = True
-                try:
-                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                except sqlite3.Error:  # pragma: no cover - closing anyway; the WAL is replayed on reopen
-                    pass
-                finally:
-                    self._conn.close()
-                    os.close(self._lock_fd)
+            if not self._close_file():
+                return
             for live in self._pools.values():  # outside the store lock: a take in progress holds its pool's lock
                 live.wipe()
             self._pools.clear()
-
-    def checkpoint(self) -> None:
-        """Copy the WAL into the database and truncate it to zero bytes.
-
-        Until then the WAL file may still hold frames with material consumed since the last
-        checkpoint (``close()`` does this too).
-        """
-        with self._lock:
-            self._check_open()
-            try:
-                busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            except sqlite3.Error as exc:
-                raise StoreError(f"link store {self.path}: checkpoint failed: {exc}") from exc
-            if busy:  # pragma: no cover - only one connection ever opens the file
-                raise StoreError(f"link store {self.path}: checkpoint could not complete (database busy)")
 
     # -- link key material ---------------------------------------------------------
 
