@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,7 +49,7 @@ from mpss_fast.https.server import RunningServer
 from mpss_fast.https.tls import ssl_client_context
 
 from . import nodelab
-from .netns import Lab, in_netns
+from .netns import Lab, in_netns, netns_available
 from .pki import NodePki
 
 T = TypeVar("T")
@@ -241,6 +241,18 @@ class NodeNet:
         self.stores = dict(stores)
         self._configs()
 
+    def restart_ends(self, stores: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """S and D stopped, restarted with these ``stores`` and settled; returns the stats then (S and D may
+        disagree on ready units: D may hold some S lost in a kill before, so no match is asked)."""
+        self.set_stores(stores)
+        for name in ("S", "D"):
+            self.stop_node(name)
+        for name in ("S", "D"):
+            self.start_node(name)
+        for name in ("S", "D"):
+            self.wait_up(name)
+        return self.settle(60, match=False)
+
     # -- the KME and application loop (inside the kme namespace) -------------------------
 
     def start(self) -> None:
@@ -399,3 +411,21 @@ class NodeNet:
     def restart_node(self, name: str) -> None:
         self.start_node(name)
         self.wait_up(name)
+
+
+def running(directory: Path, **kw: Any) -> Iterator[NodeNet]:
+    """A built and started :class:`NodeNet` in a fresh lab for a module's tests (skipped where namespaces
+    are not available: not root, no ``ip netns``); stopped and removed afterwards."""
+    import pytest
+
+    reason = netns_available()
+    if reason is not None:
+        pytest.skip(reason)
+    with Lab() as lab:
+        network = NodeNet(lab, directory, **kw)
+        try:
+            network.build()
+            network.start()
+            yield network
+        finally:
+            network.close()

@@ -36,8 +36,7 @@ from mpss_fast.wire import parse_packet
 
 from . import nodelab
 from .capture import Capture, Frame, ipv6_packets
-from .netns import Lab, netns_available
-from .nodenet import LINKS, PAIR, STORES, NodeNet
+from .nodenet import LINKS, PAIR, STORES, NodeNet, running
 from .nodepromises import Load, capture_end, capture_iface, check_no_pad_reuse, handed_out_but_not_collected
 
 KEY_BITS = 256
@@ -51,17 +50,7 @@ MATERIAL = hop_key_bytes(SHARE_LEN)  # the MAC key and the pad one share spends 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeNet]:
-    reason = netns_available()
-    if reason is not None:
-        pytest.skip(reason)
-    with Lab() as lab:
-        network = NodeNet(lab, tmp_path_factory.mktemp("nodenet"), stores=STORES)
-        try:
-            network.build()
-            network.start()
-            yield network
-        finally:
-            network.close()
+    yield from running(tmp_path_factory.mktemp("nodenet"), stores=STORES)
 
 
 async def _move(net: NodeNet, count: int, *, per_request: int = 10) -> list[tuple[uuid.UUID, bytes]]:
@@ -292,14 +281,7 @@ def test_kill_restart_cycles_hand_out_no_key_the_slave_cannot_collect_and_reuse_
     requests meeting a node down are refused (503, or no answer from S) or served (a relay down: k = 2).
     S prepares keys ahead (``stores.prepared_keys``), so kills also land while prepared keys are carved,
     pushed and handed out."""
-    net.set_stores({**STORES, "prepared_keys": 64})
-    for name in ("S", "D"):
-        net.stop_node(name)
-    for name in ("S", "D"):
-        net.start_node(name)
-    for name in ("S", "D"):
-        net.wait_up(name)
-    net.settle(60, match=False)
+    net.restart_ends({**STORES, "prepared_keys": 64})
     captures = {link: Capture(net.lab.ns(capture_end(link)), net.ifaces[capture_iface(link)]) for link in LINKS}
     for cap in captures.values():
         cap.start()
@@ -360,14 +342,7 @@ def test_load(net: NodeNet, capsys: pytest.CaptureFixture[str]) -> None:
     """S and D restarted with :data:`LOAD_STORES`; the store emptied at once and timed while it refills; then
     a bounded run (3,000 keys or 15 s) at 500 keys/s, 10 keys per request: the figures docs/benchmarks.md
     quotes. Last in the module: the stores keep 1 KiB units after it."""
-    net.set_stores(LOAD_STORES)
-    for name in ("S", "D"):
-        net.stop_node(name)
-    for name in ("S", "D"):
-        net.start_node(name)
-    for name in ("S", "D"):
-        net.wait_up(name)
-    full = net.settle(60, match=False)  # D may hold units S lost in a kill (the test before)
+    full = net.restart_ends(LOAD_STORES)
     ready = full["S"]["keyflow"]["pairs"][PAIR]["ready_bytes"]
     began = time.monotonic()
     drained = net.call(_move(net, ready // KEY_BYTES, per_request=128))

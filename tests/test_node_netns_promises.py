@@ -27,8 +27,7 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
-from .netns import Lab, netns_available
-from .nodenet import NAMES, PAIR, NodeNet
+from .nodenet import NAMES, PAIR, NodeNet, running
 from .nodepromises import (
     Load,
     capture_links,
@@ -50,17 +49,7 @@ TRANSPORT = ("transport_kernel_drops", "transport_send_queue_full", "transport_s
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeNet]:
-    reason = netns_available()
-    if reason is not None:
-        pytest.skip(reason)
-    with Lab() as lab:
-        network = NodeNet(lab, tmp_path_factory.mktemp("promises"), stores=STORES)
-        try:
-            network.build()
-            network.start()
-            yield network
-        finally:
-            network.close()
+    yield from running(tmp_path_factory.mktemp("promises"), stores=STORES)
 
 
 def _first_refusal_after(load: Load, since: float) -> float:
