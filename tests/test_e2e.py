@@ -1,4 +1,4 @@
-"""The end-to-end key: HKDF-SHA256 of the number with the key ID in ``info``, against RFC 5869 written here."""
+"""The end-to-end key: HKDF-SHA256 of the number with the session ID in ``info``, against RFC 5869 written here."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_matches_an_independent_hkdf(length: int) -> None:
     assert derive_key(memoryview(NUMBER), KEY_ID, length=length, info=b"ipsec") == other
 
 
-def test_deterministic_bound_to_key_id_and_label_and_not_the_number() -> None:
+def test_deterministic_bound_to_session_id_and_label_and_not_the_number() -> None:
     key = derive_key(NUMBER, KEY_ID)
     assert len(key) == 32 and key == derive_key(NUMBER, KEY_ID)
     assert key != NUMBER
@@ -57,9 +57,9 @@ def test_argument_errors() -> None:
         derive_key(b"", KEY_ID)
     with pytest.raises(InputTypeError):
         derive_key("text", KEY_ID)
-    with pytest.raises(InputTypeError, match="key_id"):
+    with pytest.raises(InputTypeError, match="session_id"):
         derive_key(NUMBER, str(KEY_ID))  # type: ignore[arg-type]
-    with pytest.raises(InputTypeError, match="key_id"):
+    with pytest.raises(InputTypeError, match="session_id"):
         derive_key(NUMBER, b"short")
     for bad in (0, MAX_KEY_BYTES + 1):
         with pytest.raises(ParameterError, match="length"):

@@ -91,7 +91,7 @@ def test_all_n_shares_with_one_corrupted_are_corrected_and_its_path_named(engine
     assert [r.status for r in receipts] == [Arrival.NEW] * 5
     assert receipts[-1].complete and receipts[-1].ready and receipts[-1].shares == 5
     delivery = dest.deliver(SESSION)
-    assert delivery.number == NUMBER and delivery.key_id == SESSION
+    assert delivery.number == NUMBER and delivery.session_id == SESSION
     assert delivery.bad_paths == (3,) and delivery.bad_xs == (4,)
     assert delivery.used_xs == (1, 2, 3, 5)
     assert dest.pending() == ()
@@ -277,7 +277,7 @@ def test_timeout_with_too_few_shares_fails_and_later_shares_are_late() -> None:
     clock.now += 0.1
     assert dest.open(*_message(values, 3, 3)).status is Arrival.LATE  # past the deadline
     (failure,) = dest.expire()
-    assert isinstance(failure, Failure) and failure.key_id == SESSION
+    assert isinstance(failure, Failure) and failure.session_id == SESSION
     assert isinstance(failure.error, SessionTimeoutError) and "2 of the 3" in str(failure.error)
     assert dest.pending() == ()
     assert dest.open(*_message(values, 4, 3)).status is Arrival.LATE

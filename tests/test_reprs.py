@@ -165,7 +165,7 @@ def session_state(secret: Secret) -> list[Any]:
 
 @scenario
 def delivery(secret: Secret) -> list[Any]:
-    return [Delivery(number=secret.bytes, key_id=uuid.uuid4(), bad_paths=(), used_xs=(1, 2))]
+    return [Delivery(number=secret.bytes, session_id=uuid.uuid4(), bad_paths=(), used_xs=(1, 2))]
 
 
 @scenario

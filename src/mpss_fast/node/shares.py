@@ -321,25 +321,25 @@ class ShareNode:
         """End sessions past their collection time (call periodically): deliver or report each."""
         for result in self.destination.expire():
             if isinstance(result, Failure):
-                self._failed(result.key_id.bytes, result.error)
+                self._failed(result.session_id.bytes, result.error)
             else:
                 self._delivered(result)
         self.log_summary.flush()
 
     def _delivered(self, delivery: Delivery) -> None:
-        source, relays = self._routes.pop(delivery.key_id.bytes, ("?", {}))
+        source, relays = self._routes.pop(delivery.session_id.bytes, ("?", {}))
         for path_id in delivery.bad_paths:
             path = list(relays.get(path_id, ()))
             self.stats.report_tamper(
-                {"unit_ID": str(delivery.key_id), "source": source, "path": path_id, "relays": path}
+                {"unit_ID": str(delivery.session_id), "source": source, "path": path_id, "relays": path}
             )
             self.log_summary.note(
                 f"altered shares on path {path_id} from {source}",
-                f"unit {delivery.key_id}: the share on path {path_id} (relays {', '.join(path) or '?'}) was altered; "
-                "corrected from the others",
+                f"unit {delivery.session_id}: the share on path {path_id} (relays {', '.join(path) or '?'}) "
+                "was altered; corrected from the others",
             )
-        material = delivery.key(length=len(delivery.number))  # relay's key_id: the session ID, i.e. the unit ID
-        self.sink(delivery.key_id, material, source)
+        material = delivery.key(length=len(delivery.number))  # the session ID is the unit ID
+        self.sink(delivery.session_id, material, source)
         self.stats.keys_delivered += 1
 
     def _failed(self, session_id: bytes, error: Exception) -> None:

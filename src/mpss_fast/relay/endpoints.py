@@ -454,7 +454,7 @@ class Destination:
                 bad_paths |= _judge(conflicts, [xs[i] for i in good[:k]], ys[good[:k]], session.poly)
             return Delivery(
                 number=number.tobytes(),
-                key_id=name,
+                session_id=name,
                 bad_paths=tuple(sorted(bad_paths)),
                 used_xs=tuple(xs[i] for i in good),
                 bad_xs=bad,

@@ -68,9 +68,9 @@ def _engine(engine: Engine | None) -> Engine:
     return _default_engine
 
 
-def _tag(material: bytearray, option: MpssOption, key_id: int, route: bytes, ciphertext: bytes) -> bytes:
-    """The tag for ``option`` sent under ``key_id`` along ``route``: Poly1305 over MAC bytes, route, ciphertext."""
-    data = b"".join((option.mac_bytes(hop_key_id=key_id), route, ciphertext))
+def _tag(material: bytearray, option: MpssOption, offset: int, route: bytes, ciphertext: bytes) -> bytes:
+    """The tag for ``option`` sent under ``offset`` along ``route``: Poly1305 over MAC bytes, route, ciphertext."""
+    data = b"".join((option.mac_bytes(hop_key_id=offset), route, ciphertext))
     return Poly1305.generate_tag(memoryview(material)[:MAC_KEY_BYTES], data)
 
 
@@ -105,12 +105,12 @@ def seal(
     """
     eng = _engine(engine)
     size = option.share_len
-    key_id, material = pool.take(hop_key_bytes(size))
+    offset, material = pool.take(hop_key_bytes(size))
     try:
         pad = memoryview(material)[MAC_KEY_BYTES:]
         ciphertext = eng.xor(share, pad)  # validates share: bytes-like of share_len bytes
-        tag = _tag(material, option, key_id, route, ciphertext)
-        return ShareMessage(option.with_hop(key_id, tag), ciphertext, route)
+        tag = _tag(material, option, offset, route, ciphertext)
+        return ShareMessage(option.with_hop(offset, tag), ciphertext, route)
     finally:
         wipe(material)
 
@@ -135,13 +135,13 @@ def relay(
     size = option.share_len
     material_in = pool_in.take_at(option.hop_key_id, hop_key_bytes(size), _verifier(message, pool_in.link))
     try:
-        key_id, material_out = pool_out.take(hop_key_bytes(size))
+        offset, material_out = pool_out.take(hop_key_bytes(size))
         try:
             ciphertext = eng.reencrypt(
                 message.ciphertext, memoryview(material_in)[MAC_KEY_BYTES:], memoryview(material_out)[MAC_KEY_BYTES:]
             )
-            tag = _tag(material_out, option, key_id, route_out, ciphertext)
-            return ShareMessage(option.with_hop(key_id, tag), ciphertext, route_out)
+            tag = _tag(material_out, option, offset, route_out, ciphertext)
+            return ShareMessage(option.with_hop(offset, tag), ciphertext, route_out)
         finally:
             wipe(material_out)
     finally:

@@ -36,7 +36,7 @@ class Receipt:
     """The outcome of opening one share at the destination (no share bytes)."""
 
     status: Arrival
-    key_id: uuid.UUID
+    session_id: uuid.UUID
     """The session ID: the UUID both ends name the number by (the node calls it the unit ID)."""
     x: int
     path_id: int
@@ -65,7 +65,7 @@ class Delivery:
     """A rebuilt and verified number. Its ``repr`` omits the number."""
 
     number: bytes = field(repr=False)
-    key_id: uuid.UUID
+    session_id: uuid.UUID
     """The session ID, which names the number at both ends."""
     bad_paths: tuple[int, ...]
     """Paths whose share disagreed with the rebuilt number (corrected, or a conflicting copy), sorted."""
@@ -79,15 +79,15 @@ class Delivery:
     """Byte-identical copies that were dropped."""
 
     def key(self, *, length: int = 32, info: bytes = DEFAULT_INFO) -> bytes:
-        """The end-to-end key: :func:`mpss_fast.e2e.derive_key` of the number under this session ID."""
-        return derive_key(self.number, self.key_id, length=length, info=info)
+        """The end-to-end key: :func:`mpss_fast.e2e.derive_key` of the number under its session ID."""
+        return derive_key(self.number, self.session_id, length=length, info=info)
 
 
 @dataclass(frozen=True, slots=True)
 class Failure:
     """A session that ended without a number (returned by ``Destination.expire``)."""
 
-    key_id: uuid.UUID
+    session_id: uuid.UUID
     error: MpssError
     """Why: ``SessionTimeoutError`` (too few shares), ``IntegrityError``, ``UncorrectableError``, ``ConflictError``."""
 
