@@ -382,7 +382,7 @@ class KeyFlow:
         """
         if pair not in self.sources:
             raise KeyError(pair)
-        if sizes and all(size == self.key_bytes for size in sizes) and self._prepared[pair] >= len(sizes):
+        if self._preparable(pair, sizes):
             handed = await self._hand_out(pair, len(sizes))
             if handed is not None:
                 return handed
@@ -390,6 +390,10 @@ class KeyFlow:
         self._requests[pair].append(_Request(sizes, done))
         self._kick(pair)
         return await done
+
+    def _preparable(self, pair: Pair, sizes: list[int]) -> bool:
+        """Whether prepared keys can serve a request of ``sizes`` (all of the default size, enough held)."""
+        return bool(sizes) and all(n == self.key_bytes for n in sizes) and self._prepared[pair] >= len(sizes)
 
     async def _hand_out(self, pair: Pair, count: int) -> list[tuple[uuid.UUID, bytes]] | None:
         """Prepared keys (D committed them already): one local commit, no push. ``None`` when the store
@@ -436,9 +440,7 @@ class KeyFlow:
                 if total + need > ready:
                     if not batch:  # the first one waiting does not fit: 503 now, others may fit
                         request = queue.pop(0)
-                        if all(n == self.key_bytes for n in request.sizes) and self._prepared[pair] >= len(
-                            request.sizes
-                        ):
+                        if self._preparable(pair, request.sizes):
                             try:
                                 handed = await self._hand_out(pair, len(request.sizes))
                             except StoreError as exc:
