@@ -60,7 +60,7 @@ KEYSTORE_SCHEMA_VERSION = 2
 """The schema this module writes (table ``keystore_version``). A newer one is refused."""
 
 KEYSTORE_SUFFIX = ".keys.db"
-"""``keystore_path("state/S.db")`` is ``state/S.keys.db``: the key store sits next to the node store."""
+"""``keystore_path("state/S.db")`` is ``state/S.keys.db``: the key store sits next to the link store."""
 
 MAX_UNIT_BYTES = 1 << 20
 """The largest unit accepted (a unit is one relayed number: 32..4096 bytes in practice)."""
@@ -77,7 +77,8 @@ READY = "ready"
 """A confirmed unit: its unused bytes may be carved into keys."""
 
 ISSUED = "issued"
-"""At S: the key was returned by ``issue`` (to ``enc_keys``); its bytes are gone from the store."""
+"""At S: the key was carved by ``issue``; its bytes are gone from the units (a prepared key keeps them in
+``prepared`` until ``hand_out`` gives them to one request)."""
 COLLECTABLE = "collectable"
 """At D: S's record was applied; ``take`` will hand the key out once."""
 DELIVERED = "delivered"
@@ -231,7 +232,7 @@ class IssuedKey(NamedTuple):
 
 
 def keystore_path(node_db: str | os.PathLike[str]) -> str:
-    """The key store's file for the node store at ``node_db``: ``state/S.db`` -> ``state/S.keys.db``."""
+    """The key store's file for the link store at ``node_db``: ``state/S.db`` -> ``state/S.keys.db``."""
     text = os.fspath(node_db)
     root, ext = os.path.splitext(text)
     return (root if ext == ".db" else text) + KEYSTORE_SUFFIX
