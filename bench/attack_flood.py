@@ -69,8 +69,12 @@ OPERATOR = "bench-operator"
 KEYS = {"batch": 32, "key_bits": 8192, "low_water_bytes": 196608, "refill_interval_s": 0.02, "lease_bytes": 0}
 """The nodes' link key settings (``tests.nodenet``'s, with positions committed exactly)."""
 
-STORES = {"unit_bytes": 1024, "depth_bytes": 64 * 1024, "window": 32}
-"""The key stores (``stores``): 64 KiB of confirmed key per pair, refilled in 1 KiB units."""
+PREPARED_KEYS = 256
+"""Default-size keys S prepares ahead per pair (``stores.prepared_keys``, the node's default)."""
+
+STORES = {"unit_bytes": 1024, "depth_bytes": 64 * 1024, "window": 32, "prepared_keys": PREPARED_KEYS}
+"""The key stores (``stores``): 64 KiB of confirmed key per pair, refilled in 1 KiB units, and the prepared
+keys: the flow is at rest only once they are all made."""
 
 KEY_BITS = 256
 PER_REQUEST = 10
@@ -529,18 +533,29 @@ class Lab:
             time.sleep(0.1)
 
     def quiet_stats(self, timeout: float = 30) -> dict[str, dict[str, Any]]:
-        """Every node's stats once two readings 0.3 s apart agree on links and share counters."""
+        """Every node's stats once the key flow is at rest (nothing in flight or pending, the prepared keys
+        all made) and two readings 0.3 s apart agree on links, share and key flow counters."""
 
         def steady(stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
-            keep = ("links", "keys_sent", "shares_relayed", "shares_received", "keys_delivered", "dropped")
+            keep = ("links", "keys_sent", "shares_relayed", "shares_received", "keys_delivered", "dropped", "keyflow")
             return {n: {k: s.get(k) for k in keep} for n, s in stats.items()}
+
+        def at_rest(stats: dict[str, dict[str, Any]]) -> bool:
+            for node in stats.values():
+                flow = node.get("keyflow") or {}
+                if flow.get("pending", 0):
+                    return False
+                for pair in flow.get("pairs", {}).values():
+                    if pair["in_flight"] or (pair["end"] == "source" and pair["prepared_keys"] < PREPARED_KEYS):
+                        return False
+            return True
 
         deadline = time.monotonic() + timeout
         last = self.all_stats()
         while True:
             time.sleep(0.3)
             now = self.all_stats()
-            if steady(now) == steady(last):
+            if at_rest(now) and steady(now) == steady(last):
                 return now
             if time.monotonic() > deadline:
                 raise RuntimeError("the network did not come to rest with the applications paused")
