@@ -62,6 +62,10 @@ MATERIAL = 32 + KEY_BITS // 8 + 16
 UNIT_BYTES = KEY_BITS // 8
 """One key is one unit of key material (``stores.unit_bytes``), so "move 5 keys" means 5 units refilled after."""
 DEPTH_UNITS = 8
+KEYS = {"batch": 8, "key_bits": 4096, "low_water_bytes": 8192, "refill_interval_s": 0.02, "lease_bytes": 0}
+"""Link keys in small batches, and positions committed exactly (no lease): the bytes past a pool's committed
+position are held and never handed out, which the forgeries aim at."""
+
 STORES = {
     "unit_bytes": UNIT_BYTES,
     "depth_bytes": DEPTH_UNITS * UNIT_BYTES,
@@ -230,7 +234,13 @@ class UdpNet:
             ports,
             operators=[OPERATOR],
             extra=lambda n: {
-                "keys": {"batch": 8, "key_bits": 4096, "low_water_bytes": 8192, "refill_interval_s": 0.02},
+                "keys": {
+                    "batch": 8,
+                    "key_bits": 4096,
+                    "low_water_bytes": 8192,
+                    "refill_interval_s": 0.02,
+                    "lease_bytes": 0,
+                },
                 "stores": STORES,
             },
         )
@@ -370,7 +380,9 @@ def test_udp_forged_key_ids_and_replays_move_no_pool_and_honest_keys_flow_on_all
     tap = attacker["S>R1"]
     replays = tap.passed[:3]  # R1 took these shares when the network started (udp_net)
     assert len(replays) == 3
+
     before = {name: net.stats(name) for name in ("R1", "D")}
+    # held and never handed out: past the committed position (exact here: no lease), before the end
     position, end = _position(before["R1"], "S>R1"), before["R1"]["links"]["S>R1"]["end"]
     assert end - position > 4 * MATERIAL
     held, beyond = _forgeries(replays[0], (position, end - MATERIAL), 60, seed=2)
