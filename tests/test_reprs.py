@@ -488,6 +488,7 @@ ALLOWED: dict[str, str] = {
     "mpss_fast.etsi014.model.KeyLimits": PLAIN_FIELDS,
     "mpss_fast.etsi014.model.KeyStatus": PLAIN_FIELDS,
     "mpss_fast.node.store.db.StoreFile": "a base class: the link and key store scenarios build both subclasses",
+    "mpss_fast.node.store.db.Schema": PLAIN_FIELDS,
     "mpss_fast.https.server.RunningServer": "the aiohttp runner, host and port",
     "mpss_fast.https.identity.DuplicateWatch": "certificate identities and client addresses, with times",
     "mpss_fast.node.logsummary.LogSummary": "a logger and per-kind counts of log lines",

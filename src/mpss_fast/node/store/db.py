@@ -23,6 +23,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ...exceptions import (
@@ -125,18 +126,25 @@ def open_private(path: str) -> int:
     return fd
 
 
-def open_file(
-    path: str,
-    *,
-    kind: str,
-    owner: str,
-    table: str,
-    version: int,
-    schema: Sequence[str],
-    migrations: Mapping[int, Sequence[str]],
-    schema_name: str,
-    foreign_keys: bool = False,
-) -> tuple[sqlite3.Connection, int]:
+@dataclass(frozen=True)
+class Schema:
+    """One store's schema: what :func:`open_schema` creates in a new file and migrates an older one to."""
+
+    table: str
+    """The table holding the schema's version (one row)."""
+    version: int
+    """The version the statements create."""
+    statements: Sequence[str]
+    """The statements creating the schema in a new file (the version table among them)."""
+    migrations: Mapping[int, Sequence[str]]
+    """Statements taking the schema from version v to v + 1."""
+    name: str
+    """How errors name the version ("schema version")."""
+    foreign_keys: bool = False
+    """Whether SQLite enforces the schema's foreign keys."""
+
+
+def open_file(path: str, schema: Schema, *, kind: str, owner: str) -> tuple[sqlite3.Connection, int]:
     """(connection, lock fd) of the store file at ``path``: checked private, locked, configured, its schema
     current (see the module docstring). ``kind`` ("link store") and ``owner`` ("LinkStore") word the errors:
     ``StorePermissionError``, ``StoreLockedError``, ``StoreVersionError``, ``StoreError``."""
@@ -149,9 +157,8 @@ def open_file(
         os.close(open_private(real))  # 0600 before SQLite creates it (and -wal, -shm with its mode)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
         try:
-            configure(conn, path, foreign_keys=foreign_keys)
-            open_schema(conn, path, table=table, version=version, schema=schema, migrations=migrations,
-                        kind=kind, schema_name=schema_name)  # fmt: skip
+            configure(conn, path, foreign_keys=schema.foreign_keys)
+            open_schema(conn, path, schema, kind=kind)
         except BaseException:
             conn.close()
             raise
@@ -176,28 +183,19 @@ def configure(conn: sqlite3.Connection, path: str, *, foreign_keys: bool = False
         conn.execute("PRAGMA foreign_keys=ON")
 
 
-def open_schema(
-    conn: sqlite3.Connection,
-    path: str,
-    *,
-    table: str,
-    version: int,
-    schema: Sequence[str],
-    migrations: Mapping[int, Sequence[str]],
-    kind: str,
-    schema_name: str,
-) -> None:
-    """Create the schema in a new file, or check ``table``'s version and migrate it forward, in one transaction.
+def open_schema(conn: sqlite3.Connection, path: str, schema: Schema, *, kind: str) -> None:
+    """Create the schema in a new file, or check its version table and migrate it forward, in one transaction.
 
-    ``kind`` ("link store") and ``schema_name`` ("schema version") word the errors.
+    ``kind`` ("link store") and ``schema.name`` ("schema version") word the errors.
     """
+    table, version, migrations, schema_name = schema.table, schema.version, schema.migrations, schema.name
     if not table.isidentifier():  # a name from the calling module's code, never from input
         raise ValueError(f"not a table name: {table!r}")
     conn.execute("BEGIN IMMEDIATE")
     try:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not tables:
-            for statement in schema:
+            for statement in schema.statements:
                 conn.execute(statement)
             conn.execute(f"INSERT INTO {table} (version) VALUES (?)", (version,))  # noqa: S608 - checked name
         elif table not in tables:
@@ -263,24 +261,11 @@ class StoreFile:
 
     kind = "store"
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        table: str,
-        version: int,
-        schema: Sequence[str],
-        migrations: Mapping[int, Sequence[str]],
-        schema_name: str,
-        foreign_keys: bool = False,
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], schema: Schema) -> None:
         self.path = os.fspath(path)
         self._lock = threading.Lock()  # guards the connection
         self._closed = False
-        self._conn, self._lock_fd = open_file(
-            self.path, kind=self.kind, owner=type(self).__name__, table=table, version=version, schema=schema,
-            migrations=migrations, schema_name=schema_name, foreign_keys=foreign_keys,
-        )  # fmt: skip
+        self._conn, self._lock_fd = open_file(self.path, schema, kind=self.kind, owner=type(self).__name__)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r}{', closed' if self._closed else ''})"

@@ -168,6 +168,8 @@ _SCHEMA = (
 _MIGRATIONS: dict[int, tuple[str, ...]] = {1: _PREPARED}
 """Statements taking the schema from version v to v + 1."""
 
+_LAYOUT = db.Schema("keystore_version", KEYSTORE_SCHEMA_VERSION, _SCHEMA, _MIGRATIONS, "key store schema version")
+
 
 class UnitNotFoundError(StoreError, LookupError):
     """No live unit with this ID in the key store (never added, or already discarded or consumed)."""
@@ -330,10 +332,7 @@ class KeyStore(db.StoreFile):
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        super().__init__(
-            path, table="keystore_version", version=KEYSTORE_SCHEMA_VERSION, schema=_SCHEMA,
-            migrations=_MIGRATIONS, schema_name="key store schema version",
-        )  # fmt: skip
+        super().__init__(path, _LAYOUT)
 
     def __enter__(self) -> KeyStore:
         return self

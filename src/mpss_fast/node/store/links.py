@@ -81,6 +81,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 """Statements taking the schema from version v to v + 1."""
 
+_LAYOUT = db.Schema("schema_version", SCHEMA_VERSION, _SCHEMA, _MIGRATIONS, "schema version", foreign_keys=True)
+
 
 def _stream_end(conn: sqlite3.Connection, link: str) -> int:
     row = conn.execute("SELECT stream_end FROM links WHERE link = ?", (link,)).fetchone()
@@ -139,10 +141,7 @@ class LinkStore(db.StoreFile):
         self._recorded: dict[str, int] = {}  # link -> position committed (>= every byte handed out)
         self._feed_lock = threading.Lock()  # orders add_key and pool(): taken before the store lock
         self._pools: dict[str, LinkKeyPool] = {}
-        super().__init__(
-            path, table="schema_version", version=SCHEMA_VERSION, schema=_SCHEMA, migrations=_MIGRATIONS,
-            schema_name="schema version", foreign_keys=True,
-        )  # fmt: skip
+        super().__init__(path, _LAYOUT)
 
     def __enter__(self) -> LinkStore:
         return self
