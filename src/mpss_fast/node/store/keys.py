@@ -106,6 +106,12 @@ _PREPARED = (
     "CREATE INDEX prepared_by_pair ON prepared (master, slave, length(key), seq)",
 )
 
+_PUSHED_PREPARED = (
+    "FROM prepared AS p JOIN push_marks AS m ON m.master = p.master AND m.slave = p.slave"
+    " WHERE p.master = ? AND p.slave = ? AND length(p.key) = ? AND p.seq <= m.seq"
+)
+"""A pair's prepared keys of one size that D applied (at or below the push mark): what ``hand_out`` gives."""
+
 _SCHEMA = (
     "CREATE TABLE keystore_version (version INTEGER NOT NULL)",
     # Which end of each pair this store is: the first issue makes it S, the first applied record D.
@@ -693,10 +699,7 @@ class KeyStore(db.StoreFile):
 
         def body(conn: sqlite3.Connection) -> list[tuple[uuid.UUID, bytes]]:
             rows = conn.execute(
-                "SELECT p.key_id, p.key FROM prepared AS p JOIN push_marks AS m"
-                " ON m.master = p.master AND m.slave = p.slave"
-                " WHERE p.master = ? AND p.slave = ? AND length(p.key) = ? AND p.seq <= m.seq"
-                " ORDER BY p.seq LIMIT ?",
+                f"SELECT p.key_id, p.key {_PUSHED_PREPARED} ORDER BY p.seq LIMIT ?",
                 (master, slave, size, count),
             ).fetchall()
             if len(rows) < count:
@@ -720,8 +723,7 @@ class KeyStore(db.StoreFile):
         row = self._read(
             "counting prepared keys",
             lambda conn: conn.execute(
-                "SELECT count(*) FROM prepared AS p JOIN push_marks AS m ON m.master = p.master AND m.slave = p.slave"
-                " WHERE p.master = ? AND p.slave = ? AND length(p.key) = ? AND p.seq <= m.seq",
+                f"SELECT count(*) {_PUSHED_PREPARED}",
                 (master, slave, size),
             ).fetchone(),
         )
