@@ -25,7 +25,8 @@ REQUIRE_CLIENT_CERT = web.AppKey("require_client_cert", bool)
 """Set on an app to say whether :func:`start_server` must insist on mutual TLS (default: it must)."""
 
 
-def _error(status: int, message: str) -> web.Response:
+def error_response(status: int, message: str) -> web.Response:
+    """A refusal as every server here answers it: ``{"message": ...}`` with ``status``."""
     return web.json_response({"message": message}, status=status)
 
 
@@ -36,17 +37,17 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         response: web.StreamResponse = await handler(request)
         return response
     except HttpError as exc:
-        response = _error(exc.status or 500, exc.message)
+        response = error_response(exc.status or 500, exc.message)
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         return response
     except web.HTTPException as exc:
         if exc.status >= 400:
-            return _error(exc.status, exc.reason)
+            return error_response(exc.status, exc.reason)
         raise
     except Exception:
         _log.exception("request %s %s failed", request.method, request.path)
-        return _error(500, "internal error")
+        return error_response(500, "internal error")
 
 
 @dataclass

@@ -54,7 +54,7 @@ from ..exceptions import (
 )
 from ..https.identity import DUPLICATE_WINDOW_S, DuplicateWatch, request_identity
 from ..https.jsonbody import parse_json, read_json
-from ..https.server import REQUIRE_CLIENT_CERT, json_errors
+from ..https.server import REQUIRE_CLIENT_CERT, error_response, json_errors
 from .keyflow import KeyFlow, UnitMissingError
 from .linkkeys import LinkKeyReceiver
 from .store import LedgerMismatchError, Range
@@ -78,10 +78,6 @@ _FLOW = web.AppKey("flow", object)
 
 MAX_ITEMS = 4096
 """Most units or records in one pair request."""
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"message": message}, status=status)
 
 
 def _caller(request: web.Request) -> str:
@@ -116,16 +112,16 @@ async def _announce(request: web.Request) -> web.Response:
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0 or size % 8:
             raise ValueError("size must be a positive multiple of 8 (bits per key)")
     except HttpBadRequestError as exc:
-        return _error(400, f"malformed announcement: {exc.message}")
+        return error_response(400, f"malformed announcement: {exc.message}")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        return _error(400, f"malformed announcement: {exc}")
+        return error_response(400, f"malformed announcement: {exc}")
     try:
         answer = await receivers[sender].receive(start, ids, size)
     except Etsi014Error as exc:
-        return _error(503, f"cannot fetch the announced key from the KME now: {exc.message}")
+        return error_response(503, f"cannot fetch the announced key from the KME now: {exc.message}")
     except MpssError as exc:
         log.warning("link %s>this node: announcement refused: %s", sender, exc)
-        return _error(503, str(exc))
+        return error_response(503, str(exc))
     return web.json_response(answer)
 
 
@@ -137,14 +133,14 @@ async def _position(request: web.Request) -> web.Response:
         if isinstance(position, bool) or not isinstance(position, int) or position < 0:
             raise ValueError("position must be an int >= 0")
     except HttpBadRequestError as exc:
-        return _error(400, f"malformed position report: {exc.message}")
+        return error_response(400, f"malformed position report: {exc.message}")
     except (ValueError, KeyError, TypeError) as exc:
-        return _error(400, f"malformed position report: {exc}")
+        return error_response(400, f"malformed position report: {exc}")
     skip: Callable[[str, int], Awaitable[int]] = request.app[_SKIP]  # type: ignore[assignment]
     try:
         skipped = await skip(receiver, position)
     except MpssError as exc:
-        return _error(503, str(exc))
+        return error_response(503, str(exc))
     return web.json_response({"skipped": skipped})
 
 
@@ -192,13 +188,13 @@ async def _proofs(request: web.Request) -> web.Response:
     try:
         proofs = _parse_proofs(await read_json(request, max_bytes=MAX_BODY_BYTES))
     except HttpBadRequestError as exc:
-        return _error(400, f"malformed proofs: {exc.message}")
+        return error_response(400, f"malformed proofs: {exc.message}")
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
-        return _error(400, f"malformed proofs: {exc}")
+        return error_response(400, f"malformed proofs: {exc}")
     try:
         verdicts = await flow.on_proofs(caller, pair, proofs)
     except PermissionError as exc:
-        return _error(403, str(exc))
+        return error_response(403, str(exc))
     return web.json_response({"verdicts": verdicts})
 
 
@@ -208,18 +204,18 @@ async def _records(request: web.Request) -> web.Response:
         body = await read_json(request, max_bytes=MAX_BODY_BYTES)
         records, void = _parse_records(body, "records"), _parse_records(body, "void")
     except HttpBadRequestError as exc:
-        return _error(400, f"malformed records: {exc.message}")
+        return error_response(400, f"malformed records: {exc.message}")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        return _error(400, f"malformed records: {exc}")
+        return error_response(400, f"malformed records: {exc}")
     try:
         applied = await flow.on_push(caller, pair, records, void)
     except PermissionError as exc:
-        return _error(403, str(exc))
+        return error_response(403, str(exc))
     except LedgerMismatchError as exc:
         log.error("pair %s->%s: records from %s refused: %s", *pair, caller, exc)
         return web.json_response({"message": str(exc), "unit_ID": exc.unit_id}, status=409)
     except StoreError as exc:
-        return _error(503, f"cannot commit the records now: {exc}")
+        return error_response(503, f"cannot commit the records now: {exc}")
     return web.json_response({"applied": applied})
 
 
