@@ -38,7 +38,7 @@ class FlowBackend:
         self.flow = flow
         self.node = node
         self.app_pairs = {(p.master, p.slave): p for p in pairs}
-        base = limits if limits is not None else KeyLimits()
+        base = limits if limits is not None else KeyLimits(key_size=flow.key_bytes * 8)  # the size it prepares
         self.limits = KeyLimits(
             key_size=base.key_size,
             min_key_size=base.min_key_size,

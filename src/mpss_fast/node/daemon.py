@@ -29,7 +29,6 @@ from typing import Any, NamedTuple
 
 from .._selftest import selftest
 from ..etsi014.client import Etsi014Client
-from ..etsi014.model import KeyLimits
 from ..etsi014.server import make_app
 from ..exceptions import KeyPoolExhaustedError, NodeError, PeerApiError
 from ..https.server import start_server
@@ -200,7 +199,6 @@ class Node:
             self.shares.make_unit,
             settings=cfg.stores,
             paths_of=self.shares.path_nodes,
-            key_bytes=KeyLimits().key_size // 8,  # the ETSI default size FlowBackend serves
         )
         self._stack.callback(flow.close)  # units in flight are wiped: never handed out
         await flow.load()

@@ -44,6 +44,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..etsi014.model import KeyLimits
 from ..exceptions import KeyPoolExhaustedError, MpssError, StoreError
 from ..relay.pool import wipe
 from .config import AppPair, StoreSettings
@@ -65,6 +66,8 @@ VOID_PER_PUSH = 1024
 """Most void records in one push (the peer API takes 4096 items and 1 MiB per request)."""
 RETRY_S = 0.2
 """Wait before a proof request or a push that failed on the network is tried again."""
+DEFAULT_KEY_BYTES = KeyLimits().key_size // 8
+"""The ETSI 014 default key size in bytes: the size keys are prepared in, unless the flow is told another."""
 PREPARE_BATCH = 64
 """Most keys S prepares (carves and pushes) in one go; requests waiting go first between batches."""
 PREPARE_RETRY_S = 1.0
@@ -167,7 +170,7 @@ class KeyFlow:
         *,
         settings: StoreSettings | None = None,
         paths_of: PathsOf | None = None,
-        key_bytes: int = 32,
+        key_bytes: int = DEFAULT_KEY_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node = node
